@@ -1,0 +1,21 @@
+"""This container's own addresses (read from /proc). Side effects: reads /proc."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+
+def local_ipv4(fib_trie: Path = Path("/proc/net/fib_trie")) -> set[ipaddress.IPv4Address]:
+    """Addresses of this network namespace's interfaces, loopback excluded."""
+    try:
+        lines = fib_trie.read_text().splitlines()
+    except OSError:
+        return set()
+    out: set[ipaddress.IPv4Address] = set()
+    for prev, line in zip(lines, lines[1:], strict=False):
+        if "/32 host LOCAL" in line:
+            addr = ipaddress.IPv4Address(prev.split()[-1])
+            if not addr.is_loopback:
+                out.add(addr)
+    return out

@@ -1,0 +1,99 @@
+"""The command line: `mailctl run` is the container's main process; `check`
+validates a settings file; `render` writes what the settings would produce.
+
+Side effects: `run` owns the container (daemons, /dev/log, the API).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from mailctl.errors import MailctlError
+from mailctl.settings.loader import load_settings, settings_path
+from mailctl.supervise import output
+
+
+def _serve_api(ctl: object, port: int) -> None:
+    import uvicorn
+
+    from mailctl.api.app import admin_token, create_app
+
+    app = create_app(ctl, admin_token())  # type: ignore[arg-type]
+    config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning",
+                            access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, name="api", daemon=True).start()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mailctl.reconcile import Controller
+    from mailctl.supervise import syslog
+    from mailctl.watch.watcher import watch
+
+    path = settings_path(args.settings_dir)
+    ctl = Controller(path)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del frame
+        output.emit("mailctl", f"signal {signal.Signals(signum).name}: stopping")
+        ctl.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    syslog.listen()
+    try:
+        ctl.apply(first=True)
+    except MailctlError as exc:
+        print(f"mailctl: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    watch(path.parent, ctl.settings_changed)
+    _serve_api(ctl, args.api_port)
+    output.emit("mailctl", "controller running")
+    ctl.run()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(settings_path(args.settings_dir))
+    except MailctlError as exc:
+        print(f"mailctl: {exc}", file=sys.stderr)
+        return 2
+    print(f"settings OK: {settings.hostname}, {len(settings.users)} users, "
+          f"{len(settings.aliases)} aliases")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{args.api_port}/readyz", timeout=5) as r:  # noqa: S310
+            body = r.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    print(json.dumps(json.loads(body), indent=2))
+    return 0 if json.loads(body).get("ready") else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailctl", description=__doc__)
+    parser.add_argument("--settings-dir", type=Path, default=None,
+                        help="directory holding settings.yaml (default: $MAILCTL_SETTINGS_DIR or /config)")
+    parser.add_argument("--api-port", type=int, default=8080)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="run the appliance (the container's main process)")
+    sub.add_parser("check", help="validate the settings file and exit")
+    sub.add_parser("status", help="show readiness from the running controller")
+    args = parser.parse_args(argv)
+    return {"run": cmd_run, "check": cmd_check, "status": cmd_status}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

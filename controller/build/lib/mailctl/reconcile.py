@@ -1,0 +1,210 @@
+"""Reconcile: settings -> secrets -> render -> apply -> reload -> mailboxes, and the main loop.
+
+This is where the layers meet. Side effects through apply, supervise and
+watch only. Failures of a live change leave the last good config serving
+and are reported in `status`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailctl.apply import chroot, mailboxes, netinfo, secrets, transaction
+from mailctl.errors import MailctlError, SettingsError
+from mailctl.render import Bundle, render
+from mailctl.render.cyrus import ADMIN, ADMIN_SOCKET
+from mailctl.settings import Settings, load_settings
+from mailctl.supervise import output
+from mailctl.supervise.supervisor import Supervisor
+
+
+@dataclass
+class ApplyStatus:
+    ok: bool = False
+    error: str | None = None
+    revision: str | None = None
+    at: float = 0.0
+    seconds: float = 0.0
+    changed: list[str] = field(default_factory=list)
+    mailbox_error: str | None = None
+
+
+def check_runtime(settings: Settings) -> None:
+    """Rules that need this container's facts: never trust our own Docker network."""
+    own = netinfo.local_ipv4()
+    for i, net in enumerate(settings.networks):
+        inside = sorted(str(a) for a in own if net.version == 4 and a in net)
+        if inside:
+            raise SettingsError(
+                f"networks.{i}: {net} contains this container's own address {inside[0]}; "
+                "clients on a published port arrive from that network through Docker's "
+                "proxy, so trusting it would make this server an open relay"
+            )
+
+
+class Controller:
+    def __init__(self, settings_file: Path) -> None:
+        self.settings_file = settings_file
+        self.supervisor = Supervisor()
+        self.status = ApplyStatus()
+        self.settings: Settings | None = None
+        self.bundle: Bundle | None = None
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stop_requested = False
+        self.dirty_at: float | None = None
+        self.mailboxes_pending = False
+        self._file_digest: str | None = None
+        self._last_chroot = 0.0
+
+    # --- applying settings -------------------------------------------------
+
+    def _digest(self) -> str:
+        try:
+            return hashlib.sha256(self.settings_file.read_bytes()).hexdigest()
+        except OSError:
+            return ""
+
+    def build(self) -> tuple[Settings, Bundle]:
+        settings = load_settings(self.settings_file)
+        check_runtime(settings)
+        return settings, render(settings, secrets.resolve(settings))
+
+    def apply(self, first: bool = False) -> bool:
+        """Load, render and apply the settings; on any failure keep the live config."""
+        t0 = time.monotonic()
+        digest = self._digest()
+        try:
+            settings, bundle = self.build()
+            chroot.sync()
+            result = transaction.apply(bundle, force=first)
+            if result.revision is not None and not first:
+                self._post_actions(bundle, result)
+        except MailctlError as exc:
+            with self.lock:
+                self.status.ok = False
+                self.status.error = str(exc)
+                self.status.at = time.time()
+            output.emit("mailctl", f"settings not applied: {exc}")
+            if first:
+                raise
+            self._file_digest = digest
+            return False
+        restart = self.supervisor.configure(bundle.daemons)
+        for name in restart:
+            self.supervisor.restart(name)
+        with self.lock:
+            self.settings, self.bundle = settings, bundle
+            self.status = ApplyStatus(
+                ok=True,
+                revision=result.revision.name if result.revision else self.status.revision,
+                at=time.time(),
+                seconds=time.monotonic() - t0,
+                changed=sorted(result.changed),
+            )
+        self._file_digest = digest
+        self.mailboxes_pending = True
+        if result.revision is not None:
+            output.emit("mailctl", f"revision {result.revision.name} live "
+                        f"({len(result.changed)} files changed, {time.monotonic() - t0:.3f}s)")
+        return True
+
+    def _post_actions(self, bundle: Bundle, result: transaction.Result) -> None:
+        """Reload exactly the daemons whose files changed; roll back if one refuses."""
+        names = [d.name for d in bundle.daemons
+                 if any(c.startswith(r) for r in d.reads for c in result.changed)]
+        try:
+            for name in names:
+                self.supervisor.reload(name)
+        except MailctlError as exc:
+            transaction.rollback(result)
+            for name in names:
+                try:
+                    self.supervisor.reload(name)
+                except MailctlError:
+                    pass
+            raise MailctlError(f"reload failed, previous config restored: {exc}") from exc
+
+    def sync_mailboxes(self) -> None:
+        if not self.mailboxes_pending or self.bundle is None:
+            return
+        if not self.supervisor.ready("cyrus"):
+            return
+        try:
+            changes = mailboxes.sync(ADMIN_SOCKET, ADMIN, secrets.admin_password(),
+                                     self.bundle.mailboxes)
+        except MailctlError as exc:
+            with self.lock:
+                self.status.mailbox_error = str(exc)
+            output.emit("mailctl", f"mailboxes: {exc}")
+            return
+        for change in changes:
+            output.emit("mailctl", f"mailboxes: {change}")
+        with self.lock:
+            self.status.mailbox_error = None
+        self.mailboxes_pending = False
+
+    # --- the main loop -----------------------------------------------------
+
+    def settings_changed(self) -> None:
+        """Called by the watcher thread: note it, let the loop debounce."""
+        self.dirty_at = time.monotonic()
+        self.wake.set()
+
+    def tick(self, debounce: float = 0.05) -> None:
+        now = time.monotonic()
+        self.supervisor.tick()
+        if self.dirty_at is not None and now - self.dirty_at >= debounce:
+            self.dirty_at = None
+            if self._digest() != self._file_digest:
+                self.apply()
+        if self.mailboxes_pending:
+            self.sync_mailboxes()
+        if now - self._last_chroot >= 2.0:
+            self._last_chroot = now
+            for rel in chroot.sync():
+                output.emit("mailctl", f"chroot copy of /{rel} updated")
+
+    def run(self) -> None:
+        while not self.stop_requested:
+            self.tick()
+            self.wake.wait(0.1)
+            self.wake.clear()
+        self.supervisor.stop_all()
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+        self.wake.set()
+
+    # --- what the API shows ------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        problems: list[str] = []
+        daemons = {}
+        for st in self.supervisor.statuses():
+            ready = st.state == "running" and self.supervisor.ready(st.name)
+            daemons[st.name] = {"state": st.state, "ready": ready, "restarts": st.restarts}
+            if not ready:
+                problems.append(f"{st.name} is {st.state}" + ("" if st.state != "running"
+                                                             else " but not answering"))
+        with self.lock:
+            status = self.status
+            if not status.ok:
+                problems.append(f"last settings change failed: {status.error}")
+            if status.mailbox_error:
+                problems.append(status.mailbox_error)
+            body = {
+                "ready": not problems,
+                "problems": problems,
+                "daemons": daemons,
+                "revision": status.revision,
+                "last_apply": {"ok": status.ok, "error": status.error, "at": status.at,
+                               "seconds": round(status.seconds, 4), "changed": status.changed},
+            }
+        return not problems, body

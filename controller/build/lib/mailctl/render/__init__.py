@@ -1,0 +1,75 @@
+"""Pure renderers: Settings (+ resolved secrets) -> one revision's files and daemons.
+
+No I/O, no env, no clock: render twice, get the same bytes.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from mailctl.render import cyrus, postfix, postgrey, sasl
+from mailctl.render.bundle import Bundle, DaemonSpec, File, Probe, Reload
+from mailctl.render.secrets import Secrets
+from mailctl.settings import Settings
+
+__all__ = ["Bundle", "DaemonSpec", "File", "Secrets", "render"]
+
+
+def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
+    specs = [
+        DaemonSpec(
+            name="saslauthd",
+            argv=sasl.argv(settings),
+            reads=(),  # PAM reads its files per login: nothing to reload
+            reload=Reload("restart"),
+            probes=(Probe("unix", f"{sasl.SOCKET_DIR}/mux"),),
+        ),
+        DaemonSpec(
+            name="cyrus",
+            argv=("/usr/sbin/cyrmaster", "-l", "64"),
+            reads=("cyrus/cyrus.conf",),  # imapd.conf is read by each new process
+            reload=Reload("signal", signal=signal.SIGHUP),
+            probes=(Probe("tcp", "127.0.0.1:143"), Probe("tcp", "127.0.0.1:993"),
+                    Probe("unix", "/run/cyrus/socket/lmtp")),
+            before=("saslauthd",),
+        ),
+    ]
+    if settings.greylisting.enabled:
+        specs.append(
+            DaemonSpec(
+                name="postgrey",
+                argv=postgrey.argv(settings),
+                reads=("postgrey/",),
+                reload=Reload("restart"),
+                probes=(Probe("tcp", "127.0.0.1:10023"),),
+            )
+        )
+    specs.append(
+        DaemonSpec(
+            name="postfix",
+            argv=("/usr/sbin/postfix", "start-fg"),
+            reads=("postfix/", "tls/"),
+            reload=Reload("command", argv=("/usr/sbin/postfix", "reload")),
+            probes=tuple(Probe("tcp", f"127.0.0.1:{p}") for p in (25, 465, 587)),
+            stop_argv=("/usr/sbin/postfix", "stop"),
+            before=tuple(s.name for s in specs),
+        )
+    )
+    return tuple(specs)
+
+
+def render(settings: Settings, secrets: Secrets) -> Bundle:
+    files: dict[str, File] = {}
+    files.update(postfix.files(settings))
+    files.update(cyrus.files(settings))
+    files.update(sasl.files(settings, secrets))
+    files.update(postgrey.files(settings))
+    files["tls/cert.pem"] = File(secrets.tls_cert, 0o644)
+    files["tls/key.pem"] = File(secrets.tls_key, 0o640, "root", "ssl-cert")
+    return Bundle(
+        files=files,
+        daemons=daemons(settings),
+        postmap=postfix.MAPS,
+        postalias=postfix.ALIASES,
+        mailboxes=cyrus.mailboxes(settings),
+    )

@@ -1,0 +1,160 @@
+"""One escaper per output format. Pure; each refuses what it cannot write safely.
+
+Every value that reaches a generated file passes through exactly one of these
+for that file's syntax (see SECURITY.md for what each format does with hostile
+text). They raise RenderError naming the setting, and never echo a value that
+could be a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from mailctl.errors import RenderError
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BLANK = re.compile(r"\s")
+
+
+def _no_control(value: str, setting: str, secret: bool = False) -> None:
+    if _CONTROL.search(value):
+        shown = "the value" if secret else repr(value)
+        raise RenderError(f"{setting}: {shown} contains a control character (newline, tab, NUL...)")
+
+
+def _no_edge_blanks(value: str, setting: str) -> None:
+    if value != value.strip():
+        raise RenderError(f"{setting}: {value!r} starts or ends with blanks, which would be lost")
+
+
+# --- Postfix main.cf -------------------------------------------------------
+
+
+def main_cf_text(value: str, setting: str) -> str:
+    """A free-text main.cf value: one line, `$` made literal (`$$`)."""
+    _no_control(value, setting)
+    _no_edge_blanks(value, setting)
+    return value.replace("$", "$$")
+
+
+def main_cf_list(items: Iterable[str], setting: str) -> str:
+    """A main.cf list of names: no blanks, commas, braces or `$` inside an item."""
+    out = []
+    for item in items:
+        _no_control(item, setting)
+        if not item or _BLANK.search(item) or any(c in item for c in ",{}$"):
+            raise RenderError(f"{setting}: {item!r} cannot be a list element in main.cf")
+        out.append(item)
+    return ", ".join(out)
+
+
+def fold(name: str, value: str, width: int = 78) -> str:
+    """`name = value`, long lists continued on indented lines (the Postfix way)."""
+    line = f"{name} = {value}" if value else f"{name} ="
+    if len(line) <= width or ", " not in value:
+        return line
+    parts = value.split(", ")
+    lines = [f"{name} ="]
+    current = ""
+    for part in parts:
+        piece = f"{part},"
+        if current and len(current) + 1 + len(piece) > width - 4:
+            lines.append("    " + current)
+            current = piece
+        else:
+            current = f"{current} {piece}" if current else piece
+    lines.append("    " + current.rstrip(","))
+    return "\n".join(lines)
+
+
+# --- Postfix lookup tables (postmap/postalias input) -------------------------
+
+
+def map_key(value: str, setting: str) -> str:
+    """A lookup-table key: no blanks, no control characters, not a comment."""
+    _no_control(value, setting)
+    if not value or _BLANK.search(value) or value.startswith("#") or value.endswith(":"):
+        raise RenderError(f"{setting}: {value!r} cannot be a lookup-table key")
+    return value
+
+
+def map_value(value: str, setting: str, secret: bool = False) -> str:
+    """A lookup-table value: one line, no leading/trailing blanks."""
+    _no_control(value, setting, secret)
+    if not value or value != value.strip():
+        shown = "the value" if secret else repr(value)
+        raise RenderError(f"{setting}: {shown} is empty or has leading/trailing blanks")
+    return value
+
+
+def map_line(key: str, value: str, setting: str) -> str:
+    return f"{map_key(key, setting)}\t{map_value(value, setting)}"
+
+
+# --- Postfix master.cf -----------------------------------------------------
+
+
+def master_option(name: str, value: str, setting: str) -> str:
+    """One `-o name=value` for master.cf: blanks would split it into two arguments."""
+    _no_control(value, setting)
+    if not value or _BLANK.search(value) or value.startswith("{"):
+        raise RenderError(f"{setting}: {value!r} cannot be a master.cf option value")
+    return f"-o {name}={value}"
+
+
+# --- Cyrus imapd.conf ------------------------------------------------------
+
+
+def imapd_value(value: str, setting: str) -> str:
+    """An imapd.conf value: one line, no trailing backslash (it joins the next line)."""
+    _no_control(value, setting)
+    _no_edge_blanks(value, setting)
+    if value.endswith("\\"):
+        raise RenderError(f"{setting}: {value!r} ends with a backslash")
+    return value
+
+
+def imapd_list(items: Iterable[str], setting: str) -> str:
+    """A blank-separated imapd.conf list (admins, ...): items may not hold blanks."""
+    out = []
+    for item in items:
+        if not item or _BLANK.search(item):
+            raise RenderError(f"{setting}: {item!r} cannot be an element of an imapd.conf list")
+        out.append(imapd_value(item, setting))
+    return " ".join(out)
+
+
+# --- fetchmailrc -----------------------------------------------------------
+
+_FETCHMAIL_SAFE = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._+-:/=,"
+)
+
+
+def fetchmail_string(value: str, setting: str, secret: bool = False) -> str:
+    """A double-quoted fetchmailrc string; every byte outside a safe set as \\xHH.
+
+    A backslash does not protect a quote in fetchmailrc, so nothing but the
+    safe characters is ever written literally.
+    """
+    if "\x00" in value:
+        raise RenderError(f"{setting}: {'the value' if secret else repr(value)} contains NUL")
+    out = []
+    for ch in value:
+        if ch in _FETCHMAIL_SAFE:
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8"))
+    return '"' + "".join(out) + '"'
+
+
+# --- postgrey whitelists ---------------------------------------------------
+
+
+def postgrey_entry(value: str, setting: str) -> str:
+    """A literal postgrey whitelist line: never a /regex/, no blanks."""
+    _no_control(value, setting)
+    if not value or _BLANK.search(value) or value.startswith("/"):
+        raise RenderError(f"{setting}: {value!r} cannot be a postgrey whitelist entry")
+    return value

@@ -1,0 +1,68 @@
+"""Validators for the names that reach daemon configs: domains, addresses, hosts.
+
+Pure functions, no side effects. They are deliberately narrower than the RFCs:
+what passes here is safe in every file format the appliance writes (no blanks,
+quotes, commas, `$`, `%`, `!`, `:` or control characters) and means one thing
+to Postfix and Cyrus alike.
+"""
+
+import re
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN_RE = re.compile(rf"^(?:{_LABEL}\.)*{_LABEL}$")
+_LOCAL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9_+-])?$")
+_HASH_RE = re.compile(r"^\$(?:1|5|6|y|gy|2[aby]|7)\$[./A-Za-z0-9$=,]{8,}$")
+
+
+def domain(value: str) -> str:
+    """A DNS domain name, lower-cased; no trailing dot, no IP literal."""
+    text = value.strip().lower()
+    if len(text) > 253 or not _DOMAIN_RE.match(text):
+        raise ValueError(f"{value!r} is not a domain name (letters, digits, '-' and dots only)")
+    if text.replace(".", "").isdigit():
+        raise ValueError(f"{value!r} is an IP address, not a domain name")
+    return text
+
+
+def hostname(value: str) -> str:
+    """A fully qualified host name (at least two labels)."""
+    text = domain(value)
+    if "." not in text:
+        raise ValueError(f"{value!r} is not fully qualified (it needs a dot, like mail.example.com)")
+    return text
+
+
+def local_part(value: str) -> str:
+    """The part before '@': no quotes, '%', '!', blanks or other routing tricks."""
+    text = value.lower()
+    if not _LOCAL_RE.match(text) or ".." in text:
+        raise ValueError(
+            f"{value!r} is not an allowed local part "
+            "(letters, digits and . _ + - only, not at the start or end)"
+        )
+    return text
+
+
+def address(value: str) -> str:
+    """A mail address local@domain, lower-cased."""
+    if value.count("@") != 1:
+        raise ValueError(f"{value!r} is not a mail address (it needs exactly one '@')")
+    local, dom = value.split("@")
+    return f"{local_part(local)}@{domain(dom)}"
+
+
+def address_or_catchall(value: str) -> str:
+    """A mail address, or '@domain' for every address of a domain."""
+    if value.startswith("@"):
+        return "@" + domain(value[1:])
+    return address(value)
+
+
+def crypt_hash(value: str) -> str:
+    """A crypt(3) hash of a kind libxcrypt verifies ($6$, $5$, $y$, $2b$ ...)."""
+    if not _HASH_RE.match(value):
+        raise ValueError(
+            "is not a crypt hash of a known kind; make one with "
+            "`openssl passwd -6` or `mkpasswd -m yescrypt`"
+        )
+    return value

@@ -1,0 +1,195 @@
+"""One supervised process as an explicit state machine (after supervisor's states.py).
+
+STOPPED -> STARTING -> RUNNING; a start that dies within `startsecs` is a
+failed start and goes to BACKOFF; after `max_retries` failed starts in a row
+it is FATAL and stays so (reported, not hidden) until reset. Side effects:
+spawns and signals processes; only this module and apply.proc do.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from mailctl.render.bundle import DaemonSpec
+from mailctl.supervise import output
+
+
+class State(enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    FATAL = "fatal"
+
+
+def backoff_delays(first: float = 0.5, factor: float = 2.0, cap: float = 30.0) -> Iterator[float]:
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, cap)
+
+
+@dataclass
+class Status:
+    name: str
+    state: str
+    pid: int | None
+    restarts: int
+    last_exit: int | None
+    since: float
+
+
+Clock = Callable[[], float]
+
+
+class Process:
+    def __init__(self, spec: DaemonSpec, *, startsecs: float = 1.0, max_retries: int = 5,
+                 clock: Clock = time.monotonic) -> None:
+        self.spec = spec
+        self.startsecs = startsecs
+        self.max_retries = max_retries
+        self.clock = clock
+        self.state = State.STOPPED
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.failed_starts = 0
+        self.restarts = 0
+        self.last_exit: int | None = None
+        self.since = clock()
+        self.started_at = 0.0
+        self.next_start = 0.0
+        self.stop_deadline = 0.0
+        self._delays = backoff_delays()
+
+    # --- transitions -----------------------------------------------------
+
+    def _to(self, state: State) -> None:
+        if state is not self.state:
+            output.emit("mailctl", f"{self.spec.name}: {self.state.value} -> {state.value}")
+        self.state = state
+        self.since = self.clock()
+
+    def start(self) -> None:
+        if self.state not in (State.STOPPED, State.BACKOFF, State.FATAL):
+            return
+        try:
+            self.popen = subprocess.Popen(
+                list(self.spec.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            output.emit("mailctl", f"{self.spec.name}: cannot start: {exc}")
+            self._failed(None)
+            return
+        assert self.popen.stdout is not None
+        output.pump(self.spec.name, self.popen.stdout)
+        self.started_at = self.clock()
+        self._to(State.STARTING)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            self._to(State.STOPPED)
+            return
+        if self.state is State.STOPPING:
+            return
+        self.stop_deadline = self.clock() + timeout
+        self._to(State.STOPPING)
+        if self.spec.stop_argv:
+            try:
+                subprocess.run(list(self.spec.stop_argv), stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                self.signal(self.spec.stop_signal)
+        else:
+            self.signal(self.spec.stop_signal)
+
+    def signal(self, signum: int) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, signum)
+
+    def command(self, argv: tuple[str, ...], timeout: float = 30.0) -> None:
+        """Run a control command of this daemon (e.g. `postfix reload`)."""
+        from mailctl.errors import CommandError
+
+        try:
+            done = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise CommandError(list(argv), None, "") from None
+        if done.returncode != 0:
+            raise CommandError(list(argv), done.returncode, done.stdout + done.stderr)
+
+    def reset(self) -> None:
+        """Forget failed starts (a new config may fix what was FATAL)."""
+        self.failed_starts = 0
+        self._delays = backoff_delays()
+        if self.state is State.FATAL:
+            self._to(State.STOPPED)
+
+    def _failed(self, code: int | None) -> None:
+        self.last_exit = code
+        self.failed_starts += 1
+        if self.failed_starts >= self.max_retries:
+            output.emit("mailctl", f"{self.spec.name}: gave up after {self.failed_starts} "
+                        "failed starts in a row (FATAL)")
+            self._to(State.FATAL)
+            return
+        self.next_start = self.clock() + next(self._delays)
+        self._to(State.BACKOFF)
+
+    # --- the clock -------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.clock()
+        code = self.popen.poll() if self.popen is not None else None
+        if self.state is State.STARTING:
+            if code is not None:
+                output.emit("mailctl", f"{self.spec.name}: exited with {code} while starting")
+                self._failed(code)
+            elif now - self.started_at >= self.startsecs:
+                self.failed_starts = 0
+                self._delays = backoff_delays()
+                self._to(State.RUNNING)
+        elif self.state is State.RUNNING:
+            if code is not None:
+                output.emit("mailctl", f"{self.spec.name}: exited with {code}; restarting")
+                self.last_exit = code
+                self.restarts += 1
+                self.next_start = now + next(self._delays)
+                self._to(State.BACKOFF)
+        elif self.state is State.BACKOFF:
+            if now >= self.next_start:
+                self.restarts += 1 if self.failed_starts else 0
+                self.start()
+        elif self.state is State.STOPPING:
+            if code is not None:
+                self.last_exit = code
+                self._to(State.STOPPED)
+            elif now >= self.stop_deadline:
+                output.emit("mailctl", f"{self.spec.name}: did not stop in time; killing it")
+                self._kill_group()
+
+    def _kill_group(self) -> None:
+        if self.popen is None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def status(self) -> Status:
+        return Status(self.spec.name, self.state.value, self.popen.pid if self.alive and
+                      self.popen else None, self.restarts, self.last_exit, self.since)

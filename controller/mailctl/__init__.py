@@ -1,0 +1,1 @@
+"""mailctl: the controller of the mail appliance."""

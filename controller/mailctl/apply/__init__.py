@@ -1,0 +1,1 @@
+"""Side effects on files and commands: the subprocess wrapper, writes, the apply transaction."""

@@ -1,0 +1,42 @@
+"""Directories the daemons need, on volumes that may start empty (a fresh
+Kubernetes volume gets no copy of the image's content).
+
+Side effects: creates directories, sets owners, runs Cyrus's makedirs once.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from pathlib import Path
+
+from mailctl.apply.proc import run
+
+# path, owner, group, mode
+DIRS: tuple[tuple[str, str, str, int], ...] = (
+    ("/run/cyrus", "cyrus", "mail", 0o755),
+    ("/run/cyrus/socket", "cyrus", "mail", 0o750),
+    ("/run/cyrus/proc", "cyrus", "mail", 0o750),
+    ("/run/cyrus/lock", "cyrus", "mail", 0o750),
+    ("/var/lib/cyrus", "cyrus", "mail", 0o750),
+    ("/var/spool/cyrus/mail", "cyrus", "mail", 0o750),
+    ("/var/spool/sieve", "cyrus", "mail", 0o750),
+    ("/var/lib/postgrey", "postgrey", "postgrey", 0o750),
+    ("/var/lib/mailctl", "root", "root", 0o700),
+    ("/var/lib/postfix", "postfix", "postfix", 0o700),
+    ("/var/spool/postfix/etc", "root", "root", 0o755),
+    ("/var/spool/postfix/var/run/saslauthd", "root", "sasl", 0o710),
+)
+
+
+def ensure(dirs: tuple[tuple[str, str, str, int], ...] = DIRS) -> None:
+    for path, owner, group, mode in dirs:
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        os.chown(p, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
+        os.chmod(p, mode)
+    if not Path("/var/lib/cyrus/db").exists():
+        run(["/usr/sbin/cyrus", "makedirs"], timeout=60, check=False)
+        for sub in ("/var/lib/cyrus", "/var/spool/cyrus"):
+            run(["chown", "-R", "cyrus:mail", sub], timeout=60)

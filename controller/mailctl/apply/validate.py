@@ -1,0 +1,74 @@
+"""Validate a staged revision with the daemons' own tools. Side effects: runs them.
+
+A warning is a failure: anything Postfix or Cyrus would complain about at
+reload is refused here, before it can go live.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mailctl.apply.proc import run
+from mailctl.errors import CommandError, ValidationError
+from mailctl.render.bundle import Bundle
+
+CYR_INFO = "/usr/lib/cyrus/bin/cyr_info"
+_COMPLAINT = re.compile(r"(warning|fatal|error|panic):", re.IGNORECASE)
+
+
+def _complaints(text: str) -> list[str]:
+    return [line for line in text.splitlines() if _COMPLAINT.search(line)]
+
+
+def _checked(argv: list[str], what: str) -> str:
+    try:
+        done = run(argv, timeout=60)
+    except CommandError as exc:
+        raise ValidationError(f"{what}: {exc.output.strip() or exc}") from None
+    bad = _complaints(done.stderr) + _complaints(done.stdout)
+    if bad:
+        raise ValidationError(f"{what}: " + "; ".join(bad))
+    return done.stdout
+
+
+def compile_maps(stage: Path, bundle: Bundle) -> None:
+    conf = str(stage / "postfix")
+    for rel in bundle.postmap:
+        _checked(["postmap", "-c", conf, f"hash:{stage / rel}"], f"postmap {rel}")
+    for rel in bundle.postalias:
+        _checked(["postalias", "-c", conf, f"hash:{stage / rel}"], f"postalias {rel}")
+
+
+def postfix(stage: Path) -> None:
+    conf = str(stage / "postfix")
+    _checked(["postconf", "-c", conf, "-n"], "postconf -n (main.cf)")
+    _checked(["postconf", "-c", conf, "-M"], "postconf -M (master.cf)")
+    _checked(["postfix", "-c", conf, "check"], "postfix check")
+
+
+def cyrus(stage: Path) -> None:
+    out = _checked([CYR_INFO, "-C", str(stage / "cyrus/imapd.conf"),
+                    "-M", str(stage / "cyrus/cyrus.conf"), "conf-lint"],
+                   "cyr_info conf-lint (imapd.conf)")
+    if out.strip():
+        raise ValidationError(f"imapd.conf has options Cyrus does not know: {out.strip()}")
+
+
+def tls(stage: Path) -> None:
+    cert, key = stage / "tls/cert.pem", stage / "tls/key.pem"
+    try:
+        cert_pub = run(["openssl", "x509", "-in", str(cert), "-noout", "-pubkey"]).stdout
+        key_pub = run(["openssl", "pkey", "-in", str(key), "-pubout"]).stdout
+    except CommandError:
+        raise ValidationError("tls: the certificate or key is not valid PEM") from None
+    if cert_pub.strip() != key_pub.strip():
+        raise ValidationError("tls: the key does not belong to the certificate (tls.key_file)")
+
+
+def stage(stage_dir: Path, bundle: Bundle) -> None:
+    """Compile the maps of a staged revision and check it; ValidationError if bad."""
+    compile_maps(stage_dir, bundle)
+    tls(stage_dir)
+    postfix(stage_dir)
+    cyrus(stage_dir)

@@ -1,0 +1,15 @@
+"""Secrets resolved before rendering, so renderers stay pure. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What the reconcile step read or made: password hashes and TLS material."""
+
+    user_hashes: dict[str, str] = field(default_factory=dict, repr=False)
+    admin_hash: str = field(default="", repr=False)
+    tls_cert: bytes = field(default=b"", repr=False)
+    tls_key: bytes = field(default=b"", repr=False)

@@ -1,0 +1,244 @@
+"""The settings model: one tree, grouped per concern, unknown keys refused.
+
+Pure data and validation, no I/O. Every field says its unit and why its
+default is what it is. Names that reach daemon configs are checked by
+`settings.names`; free text is checked again by each file's escaper.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mailctl.settings import names
+
+Domain = Annotated[str, AfterValidator(names.domain)]
+Hostname = Annotated[str, AfterValidator(names.hostname)]
+Address = Annotated[str, AfterValidator(names.address)]
+AliasKey = Annotated[str, AfterValidator(names.address_or_catchall)]
+CryptHash = Annotated[str, AfterValidator(names.crypt_hash)]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# A trusted network this wide is an open relay in all but name.
+MIN_PREFIX = {4: 8, 6: 32}
+
+
+class Group(BaseModel):
+    """Base of every settings group: unknown keys are errors, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class User(Group):
+    """A mailbox user: can log in (SMTP AUTH, IMAP, POP3) and receives mail."""
+
+    address: Address = Field(description="Login name and mail address, e.g. alice@example.com.")
+    password_hash: CryptHash | None = Field(
+        default=None,
+        description="crypt(3) hash ($6$, $y$, $2b$ ...). Never the clear text.",
+        repr=False,
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="File holding the clear-text password (a Docker/Kubernetes secret).",
+    )
+    quota_mb: int | None = Field(
+        default=None,
+        ge=1,
+        le=16 * 1024 * 1024,
+        description="Mailbox quota in MiB; unset means no quota.",
+    )
+
+    @model_validator(mode="after")
+    def _one_password(self) -> User:
+        if (self.password_hash is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password_hash or password_file")
+        return self
+
+
+class Smtp(Group):
+    """Core Postfix behaviour (main.cf), FEATURES P1."""
+
+    banner: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Text after the host name in the 220 greeting; default 'ESMTP'.",
+    )
+    message_size_limit: int = Field(
+        default=52_428_800,
+        ge=1024,
+        le=2**31 - 1,
+        description="Largest message in bytes; 50 MiB, as the guide recommends over Postfix's 10.",
+    )
+    recipient_limit: int = Field(
+        default=1000, ge=1, le=100_000, description="Most recipients in one message."
+    )
+    disable_vrfy: bool = Field(
+        default=True, description="Refuse VRFY so spammers cannot probe addresses."
+    )
+    delay_reject: bool = Field(
+        default=True, description="Reject at RCPT TO, when everything is known (Postfix default)."
+    )
+    inet_protocols: Literal["ipv4", "ipv6", "all"] = Field(
+        default="ipv4", description="Address families; IPv4 by default, as Docker networks are."
+    )
+    masquerade_domains: list[Domain] = Field(
+        default_factory=list, description="Strip host names below these domains from senders."
+    )
+
+
+class Sasl(Group):
+    """Who may log in and how (saslauthd, shared by Postfix and Cyrus), FEATURES S1-S5."""
+
+    mechanism: Literal["pam"] = Field(
+        default="pam",
+        description="saslauthd mechanism; 'pam' checks the users of this file (crypt hashes).",
+    )
+    mech_list: list[Literal["plain", "login"]] = Field(
+        default_factory=lambda: ["plain", "login"],
+        min_length=1,
+        description="SASL mechanisms offered (LOGIN for Outlook), only ever after TLS.",
+    )
+
+
+class Greylisting(Group):
+    """postgrey in front of mail from strangers, FEATURES G1."""
+
+    enabled: bool = Field(default=True, description="Greylist unknown outside senders.")
+    delay: int = Field(
+        default=300, ge=1, le=86_400, description="Seconds a new sender must wait before retrying."
+    )
+    whitelist_clients: list[Domain | Network] = Field(
+        default_factory=list, description="Client host names, IPs or networks never greylisted."
+    )
+    whitelist_recipients: list[AliasKey] = Field(
+        default_factory=list, description="Recipients (address or @domain) never greylisted."
+    )
+
+
+class Tls(Group):
+    """The server certificate, FEATURES P16. Unset: a self-signed one is made and kept."""
+
+    cert_file: Path | None = Field(default=None, description="PEM certificate chain.")
+    key_file: Path | None = Field(default=None, description="PEM private key.")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Tls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file, or neither")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything the appliance does, from one YAML file plus MAIL_* env vars."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix="MAIL_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    hostname: Hostname = Field(description="This server's name (myhostname), e.g. mail.example.com.")
+    domain: Domain | None = Field(
+        default=None, description="mydomain; default: the hostname without its first label."
+    )
+    domains: list[Domain] = Field(
+        default_factory=list, description="Mail domains whose users have mailboxes here (Cyrus)."
+    )
+    alias_domains: list[Domain] = Field(
+        default_factory=list, description="Domains that only forward (virtual_alias_domains)."
+    )
+    local_domains: list[Domain] = Field(
+        default_factory=list, description="Extra mydestination domains (system mail)."
+    )
+    networks: list[Network] = Field(
+        default_factory=list,
+        description="Trusted client networks that may relay without login; loopback is always in.",
+    )
+    users: list[User] = Field(default_factory=list, description="Mailbox users.")
+    aliases: dict[AliasKey, list[Address] | Address] = Field(
+        default_factory=dict,
+        description="address or @domain -> one or more targets (virtual_alias_maps).",
+    )
+    smtp: Smtp = Field(default_factory=Smtp)
+    sasl: Sasl = Field(default_factory=Sasl)
+    greylisting: Greylisting = Field(default_factory=Greylisting)
+    tls: Tls = Field(default_factory=Tls)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Env vars win over the file: an operator's override beats the shared file.
+        return (env_settings, init_settings)
+
+    @property
+    def mydomain(self) -> str:
+        return self.domain or self.hostname.split(".", 1)[1]
+
+    @property
+    def local_names(self) -> list[str]:
+        """Everything in mydestination."""
+        own = [self.hostname, "localhost", f"localhost.{self.mydomain}"]
+        return list(dict.fromkeys(own + self.local_domains))
+
+    def alias_targets(self) -> dict[str, list[str]]:
+        return {k: [v] if isinstance(v, str) else list(v) for k, v in self.aliases.items()}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        _check_networks(self.networks)
+        _no_overlap("domains", self.domains, "the local names (hostname, local_domains)",
+                    self.local_names)
+        _no_overlap("alias_domains", self.alias_domains, "domains", self.domains)
+        _no_overlap("alias_domains", self.alias_domains, "the local names (hostname, "
+                    "local_domains)", self.local_names)
+        mailbox_domains = set(self.domains)
+        seen: set[str] = set()
+        for i, user in enumerate(self.users):
+            dom = user.address.split("@")[1]
+            if dom not in mailbox_domains:
+                raise ValueError(f"users.{i}.address: domain {dom!r} is not listed in 'domains'")
+            if user.address in seen:
+                raise ValueError(f"users.{i}.address: {user.address!r} is listed twice")
+            seen.add(user.address)
+        forwarding = mailbox_domains | set(self.alias_domains) | set(self.local_names)
+        for key in self.aliases:
+            dom = key.split("@")[1]
+            if dom not in forwarding:
+                raise ValueError(
+                    f"aliases.{key}: domain {dom!r} is in none of 'domains', "
+                    "'alias_domains' or 'local_domains'"
+                )
+            if key in seen:
+                raise ValueError(f"aliases.{key}: is also a user; a user address cannot be an alias")
+        return self
+
+
+def _check_networks(networks: list[Network]) -> None:
+    for i, net in enumerate(networks):
+        if net.prefixlen < MIN_PREFIX[net.version]:
+            raise ValueError(
+                f"networks.{i}: {net} is wider than /{MIN_PREFIX[net.version]}; trusting it "
+                "would make this server an open relay"
+            )
+
+
+def _no_overlap(name: str, values: list[str], other_name: str, others: list[str]) -> None:
+    both = sorted(set(values) & set(others))
+    if both:
+        raise ValueError(
+            f"{name}: {', '.join(both)} is also in {other_name}; a domain can be in only one "
+            "of them (Postfix would warn and deliver it the wrong way)"
+        )

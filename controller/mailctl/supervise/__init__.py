@@ -1,0 +1,1 @@
+"""Process supervision: the per-process state machine and the supervisor."""

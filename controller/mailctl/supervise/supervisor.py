@@ -1,0 +1,97 @@
+"""The supervisor: starts daemons in dependency order, keeps them up, reloads, stops.
+
+Side effects: through Process only. Driven by `tick()` from the main loop;
+nothing here sleeps except `stop_all`, which waits within its deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from mailctl.errors import MailctlError
+from mailctl.render.bundle import DaemonSpec
+from mailctl.supervise import output, probe
+from mailctl.supervise.process import Process, State, Status
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.procs: dict[str, Process] = {}
+        self.order: list[str] = []
+        self.stopping = False
+
+    def configure(self, specs: Iterable[DaemonSpec]) -> set[str]:
+        """Adopt new specs; returns the names whose command line changed (to restart)."""
+        specs = list(specs)
+        restart: set[str] = set()
+        names = [s.name for s in specs]
+        for name in [n for n in self.order if n not in names]:
+            self.procs[name].stop()
+        for spec in specs:
+            proc = self.procs.get(spec.name)
+            if proc is None:
+                self.procs[spec.name] = Process(spec)
+                continue
+            if proc.spec.argv != spec.argv:
+                restart.add(spec.name)
+            proc.spec = spec
+        self.order = names
+        return restart
+
+    def ready(self, name: str) -> bool:
+        proc = self.procs.get(name)
+        if proc is None or proc.state not in (State.STARTING, State.RUNNING):
+            return False
+        return all(probe.answers(p) for p in proc.spec.probes)
+
+    def tick(self) -> None:
+        for name in list(self.procs):
+            self.procs[name].tick()
+            if name not in self.order and self.procs[name].state is State.STOPPED:
+                del self.procs[name]
+        if self.stopping:
+            return
+        for name in self.order:
+            proc = self.procs[name]
+            if proc.state is State.STOPPED and all(self.ready(d) for d in proc.spec.before):
+                proc.start()
+
+    def reload(self, name: str) -> None:
+        """Make `name` take new config the way its spec says."""
+        proc = self.procs.get(name)
+        if proc is None or not proc.alive:
+            return
+        how = proc.spec.reload
+        if how.kind == "signal":
+            proc.signal(how.signal)
+        elif how.kind == "command":
+            proc.command(how.argv)
+        elif how.kind == "restart":
+            self.restart(name)
+
+    def restart(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.reset()
+        proc.stop()
+        deadline = time.monotonic() + 10
+        while proc.state is State.STOPPING and time.monotonic() < deadline:
+            proc.tick()
+            time.sleep(0.02)
+        if proc.state is State.STOPPING:
+            raise MailctlError(f"{name} did not stop for a restart")
+
+    def stop_all(self, deadline: float = 20.0) -> None:
+        """Stop in reverse start order, each within what is left of the deadline."""
+        self.stopping = True
+        end = time.monotonic() + deadline
+        for name in reversed(self.order):
+            proc = self.procs[name]
+            proc.stop(timeout=max(0.5, min(10.0, end - time.monotonic())))
+            while proc.state is State.STOPPING:
+                proc.tick()
+                time.sleep(0.02)
+        output.emit("mailctl", "all daemons stopped")
+
+    def statuses(self) -> list[Status]:
+        return [self.procs[n].status() for n in self.order if n in self.procs]
