@@ -11,6 +11,7 @@ import grp
 import os
 import pwd
 import shutil
+import time
 from pathlib import Path
 
 from mailctl.render.bundle import File
@@ -36,9 +37,17 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, owner: str = "root"
     os.replace(tmp, path)
 
 
+# Postfix re-reads a config file until its mtime is a second or two old (it
+# guards against half-written files), sleeping 300 ms a turn: a fresh revision
+# would cost ~2 s per command. Ours are complete when renamed, so backdate them.
+BACKDATE = 10.0
+
+
 def write_tree(base: Path, files: dict[str, File]) -> None:
+    stamp = time.time() - BACKDATE
     for rel, f in files.items():
         atomic_write(base / rel, f.content, f.mode, f.owner, f.group)
+        os.utime(base / rel, (stamp, stamp))
     dir_fd = os.open(base, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -47,11 +47,13 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
     specs.append(
         DaemonSpec(
             name="postfix",
-            argv=("/usr/sbin/postfix", "start-fg"),
+            # master itself, as `postfix start-fg` runs it when not PID 1: supervising
+            # the wrapper shell would orphan master if the shell were killed.
+            # The checks `postfix start` would make are done at every apply.
+            argv=("/usr/lib/postfix/sbin/master", "-s"),
             reads=("postfix/", "tls/"),
-            reload=Reload("command", argv=("/usr/sbin/postfix", "reload")),
+            reload=Reload("signal", signal=signal.SIGHUP),
             probes=tuple(Probe("tcp", f"127.0.0.1:{p}") for p in (25, 465, 587)),
-            stop_argv=("/usr/sbin/postfix", "stop"),
             before=tuple(s.name for s in specs),
         )
     )
