@@ -193,7 +193,8 @@ class Controller:
         daemons = {}
         for st in self.supervisor.statuses():
             ready = st.state == "running" and self.supervisor.ready(st.name)
-            daemons[st.name] = {"state": st.state, "ready": ready, "restarts": st.restarts}
+            daemons[st.name] = {"state": st.state, "ready": ready, "pid": st.pid,
+                                "restarts": st.restarts}
             if not ready:
                 problems.append(f"{st.name} is {st.state}" + ("" if st.state != "running"
                                                              else " but not answering"))

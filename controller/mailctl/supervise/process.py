@@ -136,6 +136,7 @@ class Process:
             self._to(State.STOPPED)
 
     def _failed(self, code: int | None) -> None:
+        self._kill_group()
         self.last_exit = code
         self.failed_starts += 1
         if self.failed_starts >= self.max_retries:
@@ -162,6 +163,7 @@ class Process:
         elif self.state is State.RUNNING:
             if code is not None:
                 output.emit("mailctl", f"{self.spec.name}: exited with {code}; restarting")
+                self._kill_group()
                 self.last_exit = code
                 self.restarts += 1
                 self.next_start = now + next(self._delays)
@@ -172,6 +174,7 @@ class Process:
                 self.start()
         elif self.state is State.STOPPING:
             if code is not None:
+                self._kill_group()
                 self.last_exit = code
                 self._to(State.STOPPED)
             elif now >= self.stop_deadline:
@@ -179,6 +182,12 @@ class Process:
                 self._kill_group()
 
     def _kill_group(self) -> None:
+        """SIGKILL the daemon's process group: also what a dead daemon left behind.
+
+        A SIGKILLed cyrmaster leaves preforked imapd/lmtpd children holding
+        its listening sockets; its successor could not bind them, and a probe
+        would mistake the orphans' sockets for readiness.
+        """
         if self.popen is None:
             return
         try:
