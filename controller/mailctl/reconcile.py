@@ -114,8 +114,10 @@ class Controller:
         self._file_digest = digest
         self.mailboxes_pending = True
         if result.revision is not None:
+            steps = ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items())
             output.emit("mailctl", f"revision {result.revision.name} live "
-                        f"({len(result.changed)} files changed, {time.monotonic() - t0:.3f}s)")
+                        f"({len(result.changed)} files changed; {steps}; "
+                        f"with reload {time.monotonic() - t0:.3f}s)")
         return True
 
     def _post_actions(self, bundle: Bundle, result: transaction.Result) -> None:
@@ -175,10 +177,13 @@ class Controller:
             for rel in chroot.sync():
                 output.emit("mailctl", f"chroot copy of /{rel} updated")
 
-    def run(self) -> None:
+    def run(self, debounce: float = 0.05) -> None:
         while not self.stop_requested:
-            self.tick()
-            self.wake.wait(0.1)
+            self.tick(debounce)
+            timeout = 0.1
+            if self.dirty_at is not None:  # wake when the debounce window closes
+                timeout = max(0.0, self.dirty_at + debounce - time.monotonic())
+            self.wake.wait(timeout)
             self.wake.clear()
         self.supervisor.stop_all()
 

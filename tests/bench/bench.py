@@ -1,0 +1,145 @@
+"""`make bench`: numbers, not pass/fail. Each is printed with a baseline measured
+in the same run, and the ratio between them, beside the target it should beat.
+
+- image size            vs the base image it is built on
+- compose up -> ready   vs `docker run` of the same image doing nothing
+- settings edit -> live vs one probe round trip (the resolution of the measure)
+- controller RSS        vs a bare Python interpreter in the same container
+- container memory      vs the same container's memory before any daemon ran
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.e2e.appliance import IMAGE  # noqa: E402
+from tests.e2e.conftest import PASSWORDS, base_settings  # noqa: E402
+from tests.e2e.test_persistence import FILES, Project, compose_cmd  # noqa: E402
+
+ALICE = ("alice@example.com", PASSWORDS["alice@example.com"])
+ROWS: list[tuple[str, float, str, float, str]] = []
+
+
+def row(name: str, value: float, unit: str, baseline: float, baseline_name: str, target: str) -> None:
+    ratio = value / baseline if baseline else float("nan")
+    ROWS.append((name, value, unit, baseline, baseline_name))
+    print(f"{name:<28} {value:10.3f} {unit:<3} | baseline {baseline:9.3f} {unit:<3} "
+          f"({baseline_name}) | ratio {ratio:6.2f} | target {target}", flush=True)
+
+
+def image_size(client: docker.DockerClient) -> None:
+    size = client.images.get(IMAGE).attrs["Size"] / 1e6
+    base = client.images.get("debian:bookworm-slim").attrs["Size"] / 1e6
+    row("image size", size, "MB", base, "debian:bookworm-slim", "<= 400 MB")
+
+
+def rss_kib(container: docker.models.containers.Container, pattern: str) -> float:
+    code, out = container.exec_run(["sh", "-c", f"for p in /proc/[0-9]*; do "
+                                    f"if grep -qa -- '{pattern}' $p/cmdline 2>/dev/null; then "
+                                    "grep VmRSS $p/status; fi; done"])
+    values = [int(line.split()[1]) for line in out.decode().splitlines() if "VmRSS" in line]
+    return float(max(values)) if values else 0.0
+
+
+def cgroup_memory(container: docker.models.containers.Container) -> float:
+    code, out = container.exec_run(["sh", "-c", "cat /sys/fs/cgroup/memory.current 2>/dev/null "
+                                    "|| cat /sys/fs/cgroup/memory/memory.usage_in_bytes"])
+    return int(out.decode().split()[0]) / 1e6
+
+
+def startup_and_memory(client: docker.DockerClient, runs: int = 3) -> None:
+    bare = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        subprocess.run(["docker", "run", "--rm", "--entrypoint", "true", IMAGE], check=True)
+        bare.append(time.monotonic() - t0)
+    ready = []
+    with tempfile.TemporaryDirectory() as tmp:
+        settings_dir = Path(tmp)
+        (settings_dir / "settings.yaml").write_text(yaml.safe_dump(base_settings(300)))
+        (settings_dir / "bob.pw").write_text(PASSWORDS["bob@example.com"] + "\n")
+        for i in range(runs):
+            proj = Project(settings_dir)
+            try:
+                t0 = time.monotonic()
+                proj.compose("up", "-d", "--no-build")
+                app = proj.appliance()
+                ready.append(time.monotonic() - t0)
+                if i == runs - 1:
+                    time.sleep(5)  # settle: idle numbers
+                    ctl = rss_kib(app.container, "mailctl") / 1024
+                    py = app.container.exec_run(
+                        ["/opt/mailctl/bin/python", "-c",
+                         "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"])
+                    bare_py = int(py.output.decode().strip()) / 1024
+                    total = cgroup_memory(app.container)
+                    live = change_to_live(app)
+            finally:
+                subprocess.run([*compose_cmd(), "-p", proj.name, *FILES, "down", "-v"],
+                               env=proj.env, capture_output=True, timeout=300)
+    row("compose up -> ready", statistics.median(ready), "s", statistics.median(bare), "docker run true", "<= 3 s")
+    row("settings edit -> live", live[0], "s", live[1], "one RCPT probe", "<= 0.5 s")
+    row("controller RSS (idle)", ctl, "MB", bare_py, "bare python3", "<= 60 MB")
+    row("container memory (idle)", total, "MB", ctl, "controller alone", "<= 150 MB")
+
+
+def change_to_live(app) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Median seconds from replacing settings.yaml until a new alias is known.
+
+    Each probe is a new SMTP session on port 25 (an smtpd keeps the tables it
+    started with): a known address gets the greylisting 450, an unknown one 550.
+    """
+    import smtplib
+
+    def probe(rcpt: str) -> int:
+        try:
+            client = smtplib.SMTP("127.0.0.1", app.ports[25], timeout=10)
+        except OSError:
+            return 0
+        try:
+            client.ehlo("bench.mailctl.test")
+            client.mail("bench@sender.mailctl.test")
+            return client.rcpt(rcpt)[0]
+        except smtplib.SMTPException:
+            return 0
+        finally:
+            client.close()
+
+    t0 = time.monotonic()
+    for _ in range(20):
+        probe("nobody@example.com")
+    rtt = (time.monotonic() - t0) / 20
+    settings = base_settings(300)
+    times = []
+    for i in range(5):
+        alias = f"bench{i}@example.com"
+        settings["aliases"][alias] = "alice@example.com"
+        t0 = time.monotonic()
+        app.write_settings(settings)
+        while probe(alias) not in (250, 450):
+            if time.monotonic() - t0 > 30:
+                raise RuntimeError(f"change never went live: last reply {probe(alias)}")
+        times.append(time.monotonic() - t0)
+    return statistics.median(times), rtt
+
+
+def main() -> int:
+    client = docker.from_env()
+    print(f"benchmarks of {IMAGE} ({time.strftime('%Y-%m-%d %H:%M')})", flush=True)
+    image_size(client)
+    startup_and_memory(client)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
