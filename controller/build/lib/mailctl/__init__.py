@@ -1,1 +1,0 @@
-"""mailctl: the controller of the mail appliance."""

@@ -1,1 +1,0 @@
-"""Side effects on files and commands: the subprocess wrapper, writes, the apply transaction."""

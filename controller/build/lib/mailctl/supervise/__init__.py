@@ -1,1 +1,0 @@
-"""Process supervision: the per-process state machine and the supervisor."""
