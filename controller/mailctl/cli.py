@@ -82,6 +82,44 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if json.loads(body).get("ready") else 1
 
 
+def cmd_lookup(args: argparse.Namespace) -> int:
+    from mailctl.apply import postfix_ops
+
+    try:
+        value = postfix_ops.lookup(args.table, args.key)
+    except MailctlError as exc:
+        print(f"mailctl: {exc}", file=sys.stderr)
+        return 2
+    if value is None:
+        print(f"{args.key}: not found in {args.table}", file=sys.stderr)
+        return 1
+    print(value)
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from mailctl.apply import postfix_ops
+
+    try:
+        if args.action == "list":
+            print(json.dumps(postfix_ops.queue(), indent=2))
+        elif args.action == "show":
+            print(postfix_ops.show(args.id), end="")
+        elif args.action == "flush":
+            postfix_ops.flush()
+        else:
+            if not args.id:
+                print(f"mailctl: queue {args.action} needs a queue ID or ALL", file=sys.stderr)
+                return 2
+            out = postfix_ops.act(args.action, args.id)
+            if out:
+                print(out)
+    except MailctlError as exc:
+        print(f"mailctl: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailctl", description=__doc__)
     parser.add_argument("--settings-dir", type=Path, default=None,
@@ -91,8 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="run the appliance (the container's main process)")
     sub.add_parser("check", help="validate the settings file and exit")
     sub.add_parser("status", help="show readiness from the running controller")
+    lk = sub.add_parser("lookup", help="look a key up in a live Postfix table (postmap -q)")
+    lk.add_argument("table", help="table name, e.g. virtual, aliases, client_access.cidr")
+    lk.add_argument("key")
+    qu = sub.add_parser("queue", help="the mail queue: list, show, hold, release, requeue, "
+                        "delete, flush")
+    qu.add_argument("action", choices=["list", "show", "hold", "release", "requeue", "delete",
+                                       "flush"])
+    qu.add_argument("id", nargs="?", default="", help="a queue ID, or ALL")
     args = parser.parse_args(argv)
-    return {"run": cmd_run, "check": cmd_check, "status": cmd_status}[args.cmd](args)
+    commands = {"run": cmd_run, "check": cmd_check, "status": cmd_status,
+                "lookup": cmd_lookup, "queue": cmd_queue}
+    return commands[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,11 @@ class Controller:
                 raise
             self._file_digest = digest
             return False
+        try:
+            dirs.alias_files([t for targets in settings.maps.local_aliases.values()
+                              for t in targets if t.startswith("/")])
+        except OSError as exc:
+            output.emit("mailctl", f"maps.local_aliases: cannot create a target file: {exc}")
         restart = self.supervisor.configure(bundle.daemons)
         for name in restart:
             self.supervisor.restart(name)

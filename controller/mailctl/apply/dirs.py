@@ -40,3 +40,18 @@ def ensure(dirs: tuple[tuple[str, str, str, int], ...] = DIRS) -> None:
         run(["/usr/sbin/cyrus", "makedirs"], timeout=60, check=False)
         for sub in ("/var/lib/cyrus", "/var/spool/cyrus"):
             run(["chown", "-R", "cyrus:mail", sub], timeout=60)
+
+
+def alias_files(paths: list[str]) -> None:
+    """Create the files local aliases append to, owned by the user local(8) writes as.
+
+    Postfix delivers to a file named in a root-owned alias table as
+    `default_privs` (nobody); a missing file in a root-owned directory would bounce.
+    """
+    uid, gid = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    for path in paths:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        if not p.exists():
+            p.touch(mode=0o600)
+            os.chown(p, uid, gid)

@@ -71,7 +71,7 @@ def render(settings: Settings, secrets: Secrets) -> Bundle:
     return Bundle(
         files=files,
         daemons=daemons(settings),
-        postmap=postfix.MAPS,
+        postmap=postfix.postmap_paths(settings),
         postalias=postfix.ALIASES,
         mailboxes=cyrus.mailboxes(settings),
     )

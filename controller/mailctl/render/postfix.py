@@ -6,6 +6,7 @@ validates in a staging directory (`postconf -c STAGE`) and runs live.
 
 from __future__ import annotations
 
+from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
 from mailctl.render.bundle import LIVE, File, text
 from mailctl.settings import Settings
@@ -23,15 +24,22 @@ def mynetworks(settings: Settings) -> list[str]:
 
 
 def recipient_restrictions(settings: Settings) -> list[str]:
-    rules = ["permit_mynetworks", "permit_sasl_authenticated", "reject_unauth_destination",
-             "reject_unlisted_recipient"]
+    tables = pm.tables(settings)
+    rules = [pm.recipient_access(tables), "permit_mynetworks", "permit_sasl_authenticated",
+             "reject_unauth_destination", "reject_unlisted_recipient"]
     if settings.greylisting.enabled:
         rules.append(f"check_policy_service {POLICY}")
     return rules
 
 
+def _canonical(settings: Settings) -> bool:
+    m = settings.maps
+    return bool(m.canonical or m.sender_canonical or m.recipient_canonical)
+
+
 def main_cf(settings: Settings) -> str:
     s = settings.smtp
+    tables = pm.tables(settings)
     banner = q.main_cf_text(s.banner, "smtp.banner") if s.banner else "ESMTP"
     p: list[tuple[str, str]] = [
         ("compatibility_level", "3.6"),
@@ -55,8 +63,17 @@ def main_cf(settings: Settings) -> str:
         ("disable_vrfy_command", "yes" if s.disable_vrfy else "no"),
         ("smtpd_delay_reject", "yes" if s.delay_reject else "no"),
         ("masquerade_domains", q.main_cf_list(s.masquerade_domains, "smtp.masquerade_domains")),
-        ("alias_maps", "hash:${config_directory}/aliases"),
-        ("alias_database", "hash:${config_directory}/aliases"),
+        ("alias_maps", tables["aliases"].ref),
+        ("alias_database", tables["aliases"].ref),
+        ("canonical_maps", tables["canonical"].ref),
+        ("sender_canonical_maps", tables["sender_canonical"].ref),
+        ("recipient_canonical_maps", tables["recipient_canonical"].ref),
+        # Postfix rewrites headers of mail from remote clients only with this set;
+        # the guide's canonical maps rewrite both envelope and header.
+        ("remote_header_rewrite_domain", "domain.invalid" if _canonical(settings) else ""),
+        ("relocated_maps", tables["relocated"].ref),
+        ("transport_maps", tables["transport"].ref),
+        ("smtpd_sender_login_maps", tables["sender_login"].ref),
         ("virtual_mailbox_domains", q.main_cf_list(settings.domains, "domains")),
         ("virtual_mailbox_maps", "hash:${config_directory}/vmailbox"),
         ("virtual_alias_domains", q.main_cf_list(settings.alias_domains, "alias_domains")),
@@ -89,6 +106,9 @@ def main_cf(settings: Settings) -> str:
         # The relay guard: fixed, never from a setting (FEATURES P9).
         ("smtpd_relay_restrictions",
          "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"),
+        ("smtpd_client_restrictions", ", ".join(pm.client_restrictions(tables))),
+        ("smtpd_helo_restrictions", ", ".join(pm.helo_restrictions(tables))),
+        ("smtpd_sender_restrictions", ", ".join(pm.sender_restrictions(settings, tables))),
         ("smtpd_recipient_restrictions", ", ".join(recipient_restrictions(settings))),
     ]
     return HEADER + "".join(q.fold(k, v) + "\n" for k, v in p)
@@ -133,7 +153,10 @@ _AUTH_ONLY = [
 
 
 def master_cf(settings: Settings) -> str:
-    del settings  # the service list does not vary yet; verbose flags will
+    auth_only = list(_AUTH_ONLY)
+    if settings.maps.sender_login:
+        auth_only.append(("smtpd_sender_restrictions",
+                          "reject_sender_login_mismatch,permit_sasl_authenticated,reject"))
     rows = [("smtp", "inet", "n", "-", "y", "-", "-", "smtpd")]
     lines = [HEADER, "# service type  private unpriv  chroot  wakeup  maxproc command + args\n"]
     lines += [_row(r) for r in rows]
@@ -142,7 +165,7 @@ def master_cf(settings: Settings) -> str:
         ("smtps", [("smtpd_tls_wrappermode", "yes")]),
     ):
         lines.append(_row((name, "inet", "n", "-", "y", "-", "-", "smtpd")))
-        for key, value in [("syslog_name", f"postfix/{name}"), *extra, *_AUTH_ONLY]:
+        for key, value in [("syslog_name", f"postfix/{name}"), *extra, *auth_only]:
             lines.append(f"  {q.master_option(key, value, f'master.cf {name}')}\n")
     lines += [_row(r) for r in _SERVICES]
     return "".join(lines)
@@ -172,11 +195,6 @@ def vmailbox_map(settings: Settings) -> str:
     return "".join(lines)
 
 
-def aliases_file(settings: Settings) -> str:
-    del settings
-    return HEADER + "postmaster:\troot\nmailer-daemon:\tpostmaster\nabuse:\tpostmaster\n"
-
-
 def smtpd_sasl_conf(settings: Settings) -> str:
     mechs = " ".join(settings.sasl.mech_list)
     return (
@@ -188,15 +206,22 @@ def smtpd_sasl_conf(settings: Settings) -> str:
 
 
 def files(settings: Settings) -> dict[str, File]:
-    return {
+    out = {
         "postfix/main.cf": text(main_cf(settings)),
         "postfix/master.cf": text(master_cf(settings)),
         "postfix/virtual": text(virtual_map(settings)),
         "postfix/vmailbox": text(vmailbox_map(settings)),
-        "postfix/aliases": text(aliases_file(settings)),
         "postfix/sasl/smtpd.conf": text(smtpd_sasl_conf(settings)),
     }
+    out.update({t.path: text(t.text) for t in pm.tables(settings).values()})
+    return out
 
 
-MAPS = ("postfix/virtual", "postfix/vmailbox")
+def postmap_paths(settings: Settings) -> tuple[str, ...]:
+    """hash tables to compile with postmap (aliases go to postalias)."""
+    hashed = [t.path for t in pm.tables(settings).values() if t.kind == "hash"
+              and t.name != "aliases"]
+    return ("postfix/virtual", "postfix/vmailbox", *hashed)
+
+
 ALIASES = ("postfix/aliases",)

@@ -11,10 +11,12 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailctl.settings import names
+from mailctl.settings.base import Group
+from mailctl.settings.maps import Access, Maps
 
 Domain = Annotated[str, AfterValidator(names.domain)]
 Hostname = Annotated[str, AfterValidator(names.hostname)]
@@ -25,12 +27,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # A trusted network this wide is an open relay in all but name.
 MIN_PREFIX = {4: 8, 6: 32}
-
-
-class Group(BaseModel):
-    """Base of every settings group: unknown keys are errors, values frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class User(Group):
@@ -166,6 +162,8 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="address or @domain -> one or more targets (virtual_alias_maps).",
     )
+    maps: Maps = Field(default_factory=Maps)
+    access: Access = Field(default_factory=Access)
     smtp: Smtp = Field(default_factory=Smtp)
     sasl: Sasl = Field(default_factory=Sasl)
     greylisting: Greylisting = Field(default_factory=Greylisting)

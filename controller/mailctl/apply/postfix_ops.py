@@ -1,0 +1,78 @@
+"""Postfix operations for the CLI and API: table lookups and the queue (P15, P17).
+
+Side effects: runs postmap/postalias/postqueue/postsuper/postcat via apply.proc.
+Arguments are checked here, then passed as argv (never through a shell).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from mailctl.apply.proc import run
+from mailctl.errors import MailctlError
+
+CONFIG = Path("/etc/postfix")
+_QUEUE_ID = re.compile(r"^[0-9A-Za-z]{6,32}$")
+_TABLE = re.compile(r"^[a-z_]+(\.cidr)?$")
+
+
+def tables(config: Path = CONFIG) -> dict[str, str]:
+    """Every table in the live config, name -> `type:path` as Postfix reads it."""
+    out = {}
+    for path in sorted(config.iterdir()):
+        if path.suffix in (".db", ".cf", ".lmdb") or not path.is_file():
+            continue
+        kind = "cidr" if path.suffix == ".cidr" else "hash"
+        out[path.name] = f"{kind}:{path}"
+    return out
+
+
+def lookup(table: str, key: str, config: Path = CONFIG) -> str | None:
+    """`postmap -q` (or `postalias -q`) against a live table; None when not found."""
+    known = tables(config)
+    if not _TABLE.match(table) or table not in known:
+        raise MailctlError(f"no table named {table!r}; tables: {', '.join(known)}")
+    if "\n" in key or not key:
+        raise MailctlError("the key must be one non-empty line")
+    tool = "postalias" if table == "aliases" else "postmap"
+    done = run([tool, "-q", key, known[table]], check=False)
+    if done.returncode == 1:
+        return None
+    if done.returncode != 0:
+        raise MailctlError(f"{tool} -q failed: {done.stderr.strip()}")
+    return done.stdout.rstrip("\n")
+
+
+def queue() -> list[dict[str, Any]]:
+    done = run(["postqueue", "-j"])
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def _target(queue_id: str) -> str:
+    if queue_id != "ALL" and not _QUEUE_ID.match(queue_id):
+        raise MailctlError(f"{queue_id!r} is not a queue ID (or ALL)")
+    return queue_id
+
+
+def show(queue_id: str) -> str:
+    if queue_id == "ALL":
+        raise MailctlError("show takes one queue ID")
+    return run(["postcat", "-q", _target(queue_id)]).stdout
+
+
+_SUPER = {"hold": "-h", "release": "-H", "requeue": "-r", "delete": "-d"}
+
+
+def act(action: str, queue_id: str) -> str:
+    """hold, release, requeue or delete one message or ALL (postsuper)."""
+    if action not in _SUPER:
+        raise MailctlError(f"unknown queue action {action!r}")
+    done = run(["postsuper", _SUPER[action], _target(queue_id)])
+    return (done.stdout + done.stderr).strip()
+
+
+def flush() -> None:
+    run(["postqueue", "-f"])
