@@ -120,6 +120,33 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mailbox(args: argparse.Namespace) -> int:
+    from mailctl.apply import mailboxes, secrets
+    from mailctl.render.cyrus import ADMIN, ADMIN_SOCKET
+
+    try:
+        password = secrets.admin_password()
+        if args.action == "list":
+            users = {u.address for u in load_settings(settings_path(args.settings_dir)).users}
+            for address in mailboxes.existing(ADMIN_SOCKET, ADMIN, password):
+                print(address if address in users else f"{address} (not in the settings)")
+            return 0
+        if not args.address:
+            print("mailctl: mailbox purge needs an address", file=sys.stderr)
+            return 2
+        settings = load_settings(settings_path(args.settings_dir))
+        if args.address in {u.address for u in settings.users}:
+            print(f"mailctl: {args.address} is still a user in the settings; remove it there "
+                  "first", file=sys.stderr)
+            return 2
+        mailboxes.purge(ADMIN_SOCKET, ADMIN, password, args.address)
+    except MailctlError as exc:
+        print(f"mailctl: {exc}", file=sys.stderr)
+        return 2
+    print(f"purged the mailbox of {args.address}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailctl", description=__doc__)
     parser.add_argument("--settings-dir", type=Path, default=None,
@@ -137,9 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     qu.add_argument("action", choices=["list", "show", "hold", "release", "requeue", "delete",
                                        "flush"])
     qu.add_argument("id", nargs="?", default="", help="a queue ID, or ALL")
+    mb = sub.add_parser("mailbox", help="Cyrus mailboxes: list, or purge one whose user was "
+                        "removed from the settings (deletes its mail)")
+    mb.add_argument("action", choices=["list", "purge"])
+    mb.add_argument("address", nargs="?", default="")
     args = parser.parse_args(argv)
     commands = {"run": cmd_run, "check": cmd_check, "status": cmd_status,
-                "lookup": cmd_lookup, "queue": cmd_queue}
+                "lookup": cmd_lookup, "queue": cmd_queue, "mailbox": cmd_mailbox}
     return commands[args.cmd](args)
 
 

@@ -28,7 +28,7 @@ import docker.models.containers
 import yaml
 
 IMAGE = os.environ.get("MAILTEST_IMAGE", "mailserver:latest")
-PORTS = (25, 465, 587, 143, 993, 8080)
+PORTS = (25, 465, 587, 143, 993, 110, 995, 8080)
 LABEL = "mailctl-test"
 
 
@@ -183,7 +183,7 @@ class Appliance:
 def start(client: docker.DockerClient, settings: dict[str, Any] | None, settings_dir: Path, *,
           network: str | None = None, volumes: dict[str, dict[str, str]] | None = None,
           environment: dict[str, str] | None = None, extra_files: dict[str, str] | None = None,
-          wait: bool = True) -> Appliance:
+          wait: bool = True, ipv6: bool = False) -> Appliance:
     settings_dir.mkdir(parents=True, exist_ok=True)
     if settings is not None:
         (settings_dir / "settings.yaml").write_text(yaml.safe_dump(settings))
@@ -201,6 +201,9 @@ def start(client: docker.DockerClient, settings: dict[str, Any] | None, settings
         volumes=mounts,
         environment=environment or {},
         ports={f"{p}/tcp": ("127.0.0.1", None) for p in PORTS},
+        # Docker turns IPv6 off inside containers; a test of inet_protocols turns it on.
+        sysctls={"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.lo.disable_ipv6": "0"}
+        if ipv6 else None,
     )
     app = Appliance(container, settings_dir)
     deadline = time.monotonic() + 20

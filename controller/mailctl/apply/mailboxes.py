@@ -34,16 +34,56 @@ def mailbox_name(address: str) -> str:
     return f"user/{address}"
 
 
-def sync(socket_path: str, admin: str, password: str, wanted: dict[str, int | None],
-         timeout: float = 10.0) -> list[str]:
-    """Create missing mailboxes and set quotas; return a list of what changed."""
-    changes: list[str] = []
+def _session(socket_path: str, admin: str, password: str, timeout: float) -> _UnixIMAP:
     try:
         imap = _UnixIMAP(socket_path, timeout)
     except OSError as exc:
         raise MailctlError(f"cannot reach Cyrus's admin socket {socket_path}: {exc}") from None
     try:
         imap.login(admin, password)
+    except imaplib.IMAP4.error as exc:
+        imap.shutdown()
+        raise MailctlError(f"Cyrus admin login failed: {exc}") from None
+    return imap
+
+
+def existing(socket_path: str, admin: str, password: str, timeout: float = 10.0) -> list[str]:
+    """Addresses that have a mailbox (whether or not they are in the settings)."""
+    imap = _session(socket_path, admin, password, timeout)
+    try:
+        typ, data = imap.list('""', "user/%")
+        names = []
+        for item in data if typ == "OK" else []:
+            if isinstance(item, bytes):
+                name = item.rsplit(b" ", 1)[-1].strip(b'"').decode()
+                names.append(name.removeprefix("user/"))
+        return sorted(names)
+    finally:
+        imap.logout()
+
+
+def purge(socket_path: str, admin: str, password: str, address: str,
+          timeout: float = 10.0) -> None:
+    """Delete a mailbox and all its mail: only ever on an explicit request."""
+    name = mailbox_name(address)
+    imap = _session(socket_path, admin, password, timeout)
+    try:
+        typ, data = imap.setacl(name, admin, "lrswipkxtecda")
+        if typ != "OK":
+            raise MailctlError(f"no mailbox {name}: {data!r}")
+        typ, data = imap.delete(name)
+        if typ != "OK":
+            raise MailctlError(f"Cyrus refused to delete {name}: {data!r}")
+    finally:
+        imap.logout()
+
+
+def sync(socket_path: str, admin: str, password: str, wanted: dict[str, int | None],
+         timeout: float = 10.0) -> list[str]:
+    """Create missing mailboxes and set quotas; return a list of what changed."""
+    changes: list[str] = []
+    imap = _session(socket_path, admin, password, timeout)
+    try:
         for address, quota_kib in sorted(wanted.items()):
             name = mailbox_name(address)
             typ, data = imap.list('""', name)

@@ -29,7 +29,7 @@ def imapd_options(settings: Settings) -> dict[str, str]:
         "unixhierarchysep": "yes",
         "altnamespace": "no",
         "hashimapspool": "true",
-        "admins": q.imapd_list([ADMIN], "cyrus admins"),
+        "admins": q.imapd_list([ADMIN, *settings.cyrus.admins], "cyrus.admins"),
         "allowanonymouslogin": "no",
         # Passwords only over TLS on the network; the admin unix socket counts as secure.
         "allowplaintext": "no",
@@ -41,14 +41,17 @@ def imapd_options(settings: Settings) -> dict[str, str]:
         "tls_client_ca_dir": "/etc/ssl/certs",
         "tls_session_timeout": "1440",
         "lmtp_downcase_rcpt": "yes",
-        "lmtp_over_quota_perm_failure": "no",
+        "lmtp_over_quota_perm_failure": "yes" if settings.cyrus.over_quota_perm_failure else "no",
         "lmtpsocket": "/run/cyrus/socket/lmtp",
         "idlesocket": "/run/cyrus/socket/idle",
         "notifysocket": "/run/cyrus/socket/notify",
-        "quotawarn": "90",
-        "timeout": "30",
-        "poptimeout": "10",
-        "popminpoll": "1",
+        "quotawarn": str(settings.cyrus.quota_warn),
+        "timeout": str(settings.cyrus.timeout),
+        "poptimeout": str(settings.cyrus.pop_timeout),
+        # Debian's 1 refuses a second POP3 login within a minute; mail clients poll faster.
+        "popminpoll": "0",
+        # Refuse a message that would exceed the quota, not only once it is exceeded.
+        "lmtp_strict_quota": "yes",
         "umask": "077",
         "syslog_prefix": "cyrus",
     }
@@ -68,16 +71,17 @@ def admin_conf(settings: Settings) -> str:
 
 
 def cyrus_conf(settings: Settings) -> str:
-    del settings
+    pop = (
+        '  pop3          cmd="pop3d -U 30" listen="110" prefork=0 maxchild=50\n'
+        '  pop3s         cmd="pop3d -s -U 30" listen="995" prefork=0 maxchild=50\n'
+    ) if settings.cyrus.pop3 else ""
     return HEADER + f"""START {{
   recover       cmd="/usr/sbin/cyrus ctl_cyrusdb -r"
 }}
 SERVICES {{
   imap          cmd="imapd -U 30" listen="143" prefork=1 maxchild=100
   imaps         cmd="imapd -s -U 30" listen="993" prefork=0 maxchild=100
-  pop3          cmd="pop3d -U 30" listen="110" prefork=0 maxchild=50
-  pop3s         cmd="pop3d -s -U 30" listen="995" prefork=0 maxchild=50
-  lmtpunix      cmd="lmtpd" listen="/run/cyrus/socket/lmtp" prefork=1 maxchild=20
+{pop}  lmtpunix      cmd="lmtpd" listen="/run/cyrus/socket/lmtp" prefork=1 maxchild=20
   admin         cmd="imapd -C {LIVE}/cyrus/imapd-admin.conf" listen="{ADMIN_SOCKET}" prefork=0 maxchild=4
 }}
 EVENTS {{

@@ -51,7 +51,10 @@ def main_cf(settings: Settings) -> str:
         ("mydestination", q.main_cf_list(settings.local_names, "local_domains")),
         ("mynetworks_style", "host"),
         ("mynetworks", q.main_cf_list(mynetworks(settings), "networks")),
-        ("inet_interfaces", "all"),
+        ("inet_interfaces", q.main_cf_list([str(i) for i in s.inet_interfaces],
+                                           "smtp.inet_interfaces")),
+        ("smtp_bind_address", str(s.bind_address or "")),
+        ("smtp_bind_address6", str(s.bind_address6 or "")),
         ("inet_protocols", s.inet_protocols),
         ("smtpd_banner", f"$myhostname {banner}"),
         ("biff", "no"),
@@ -82,26 +85,33 @@ def main_cf(settings: Settings) -> str:
         # TLS (FEATURES P16): offered on 25, required on 587, wrapper mode on 465.
         ("smtpd_tls_cert_file", f"{LIVE}/tls/cert.pem"),
         ("smtpd_tls_key_file", f"{LIVE}/tls/key.pem"),
-        ("smtpd_tls_security_level", "may"),
+        ("smtpd_tls_security_level", "" if s.tls_level == "none" else s.tls_level),
         ("smtpd_tls_auth_only", "yes"),
         ("smtpd_tls_protocols", ">=TLSv1.2"),
         ("smtpd_tls_mandatory_protocols", ">=TLSv1.2"),
-        ("smtpd_tls_loglevel", "0"),
+        ("smtpd_tls_loglevel", str(s.tls_loglevel)),
+        ("smtp_tls_loglevel", str(s.tls_loglevel)),
         ("smtpd_tls_session_cache_database", "btree:${data_directory}/smtpd_scache"),
-        ("smtp_tls_security_level", "may"),
+        ("smtp_tls_security_level", "" if s.outbound_tls == "none" else s.outbound_tls),
         ("smtp_tls_session_cache_database", "btree:${data_directory}/smtp_scache"),
         # SASL: off on port 25, switched on per service in master.cf.
-        ("smtpd_sasl_auth_enable", "no"),
+        ("smtpd_sasl_auth_enable", "yes" if settings.sasl.on_port_25 else "no"),
+        ("broken_sasl_auth_clients", "yes" if settings.sasl.broken_clients else "no"),
+        ("smtpd_sasl_local_domain", settings.sasl.local_domain or ""),
         ("smtpd_sasl_type", "cyrus"),
         ("smtpd_sasl_path", "smtpd"),
         ("cyrus_sasl_config_path", "${config_directory}/sasl"),
-        ("smtpd_sasl_security_options", "noanonymous"),
+        ("smtpd_sasl_security_options",
+         "noanonymous, noplaintext" if settings.sasl.noplaintext else "noanonymous"),
         ("smtpd_sasl_tls_security_options", "noanonymous"),
         # Protocol hardening Postfix 3.7 leaves off (SECURITY.md).
         ("smtpd_forbid_bare_newline", "normalize"),
         ("smtpd_forbid_bare_newline_exclusions", "$mynetworks"),
         ("smtpd_forbid_unauth_pipelining", "yes"),
         ("smtpd_helo_required", "yes"),
+        # Dial-up (P14): hold outgoing mail until a flush, and do not look anything up.
+        ("defer_transports", "smtp" if s.dialup else ""),
+        ("disable_dns_lookups", "yes" if s.dialup else "no"),
         ("smtpd_data_restrictions", "reject_unauth_pipelining"),
         # The relay guard: fixed, never from a setting (FEATURES P9).
         ("smtpd_relay_restrictions",
@@ -157,17 +167,25 @@ def master_cf(settings: Settings) -> str:
     if settings.maps.sender_login:
         auth_only.append(("smtpd_sender_restrictions",
                           "reject_sender_login_mismatch,permit_sasl_authenticated,reject"))
-    rows = [("smtp", "inet", "n", "-", "y", "-", "-", "smtpd")]
+    verbose = set(settings.smtp.verbose)
+
+    def cmd(service: str, command: str) -> str:
+        return f"{command} -v" if service in verbose else command
+
     lines = [HEADER, "# service type  private unpriv  chroot  wakeup  maxproc command + args\n"]
-    lines += [_row(r) for r in rows]
+    lines.append(_row(("smtp", "inet", "n", "-", "y", "-", "-", cmd("smtp", "smtpd"))))
     for name, extra in (
         ("submission", [("smtpd_tls_security_level", "encrypt")]),
         ("smtps", [("smtpd_tls_wrappermode", "yes")]),
     ):
-        lines.append(_row((name, "inet", "n", "-", "y", "-", "-", "smtpd")))
+        lines.append(_row((name, "inet", "n", "-", "y", "-", "-", cmd(name, "smtpd"))))
         for key, value in [("syslog_name", f"postfix/{name}"), *extra, *auth_only]:
             lines.append(f"  {q.master_option(key, value, f'master.cf {name}')}\n")
-    lines += [_row(r) for r in _SERVICES]
+    by_service = {"smtp": "smtp-out", "lmtp": "lmtp", "cleanup": "cleanup"}
+    for row in _SERVICES:
+        if row[0] in by_service:
+            row = (*row[:7], cmd(by_service[row[0]], row[7]))
+        lines.append(_row(row))
     return "".join(lines)
 
 

@@ -85,6 +85,33 @@ class Smtp(Group):
     masquerade_domains: list[Domain] = Field(
         default_factory=list, description="Strip host names below these domains from senders."
     )
+    inet_interfaces: list[Literal["all", "loopback-only"] | ipaddress.IPv4Address
+                          | ipaddress.IPv6Address] = Field(
+        default_factory=lambda: ["all"], min_length=1,
+        description="Addresses Postfix listens on: all, loopback-only, or IPs.",
+    )
+    bind_address: ipaddress.IPv4Address | None = Field(
+        default=None, description="Source address of outgoing SMTP (smtp_bind_address)."
+    )
+    bind_address6: ipaddress.IPv6Address | None = Field(
+        default=None, description="Source IPv6 address of outgoing SMTP (smtp_bind_address6)."
+    )
+    verbose: list[Literal["smtp", "submission", "smtps", "lmtp", "smtp-out", "cleanup"]] = Field(
+        default_factory=list,
+        description="Services that log verbosely (-v in master.cf); for debugging only.",
+    )
+    tls_level: Literal["may", "encrypt", "none"] = Field(
+        default="may", description="TLS on port 25: offered (may), required, or off."
+    )
+    outbound_tls: Literal["none", "may", "encrypt"] = Field(
+        default="may", description="TLS when sending to other servers (smtp_tls_security_level)."
+    )
+    tls_loglevel: int = Field(default=0, ge=0, le=4, description="smtpd/smtp TLS log level.")
+    dialup: bool = Field(
+        default=False,
+        description="Dial-up mode: keep outgoing mail queued (defer_transports = smtp, no DNS) "
+        "until `mailctl queue flush`.",
+    )
 
 
 class Sasl(Group):
@@ -99,6 +126,36 @@ class Sasl(Group):
         min_length=1,
         description="SASL mechanisms offered (LOGIN for Outlook), only ever after TLS.",
     )
+    noplaintext: bool = Field(
+        default=True,
+        description="Refuse plaintext mechanisms on a connection without TLS (noplaintext).",
+    )
+    broken_clients: bool = Field(
+        default=False, description="Also announce AUTH=... for old Outlook (broken_sasl_auth_clients)."
+    )
+    local_domain: Domain | None = Field(
+        default=None, description="Realm appended to logins without one (smtpd_sasl_local_domain)."
+    )
+    on_port_25: bool = Field(
+        default=False, description="Offer AUTH on port 25 too (after STARTTLS); off by default."
+    )
+
+
+class Cyrus(Group):
+    """Cyrus IMAP (imapd.conf), FEATURES C1-C5."""
+
+    admins: list[Address] = Field(
+        default_factory=list,
+        description="Users who are Cyrus admins (may see and manage every mailbox).",
+    )
+    quota_warn: int = Field(default=90, ge=1, le=100, description="Warn at this % of the quota.")
+    timeout: int = Field(default=30, ge=30, le=1440, description="IMAP idle timeout, minutes.")
+    pop_timeout: int = Field(default=10, ge=10, le=1440, description="POP3 idle timeout, minutes.")
+    over_quota_perm_failure: bool = Field(
+        default=False,
+        description="Over quota: bounce at once (true) or defer and retry (false, the default).",
+    )
+    pop3: bool = Field(default=True, description="Serve POP3 (110) and POP3S (995).")
 
 
 class Greylisting(Group):
@@ -167,6 +224,7 @@ class Settings(BaseSettings):
     smtp: Smtp = Field(default_factory=Smtp)
     sasl: Sasl = Field(default_factory=Sasl)
     greylisting: Greylisting = Field(default_factory=Greylisting)
+    cyrus: Cyrus = Field(default_factory=Cyrus)
     tls: Tls = Field(default_factory=Tls)
 
     @classmethod
@@ -211,6 +269,16 @@ class Settings(BaseSettings):
             if user.address in seen:
                 raise ValueError(f"users.{i}.address: {user.address!r} is listed twice")
             seen.add(user.address)
+        auth_ports = {"submission", "smtps"} | ({"smtp"} if self.sasl.on_port_25 else set())
+        leaky = sorted(auth_ports & set(self.smtp.verbose))
+        if leaky:
+            raise ValueError(
+                f"smtp.verbose: {', '.join(leaky)} offer AUTH; smtpd -v would write the "
+                "base64 of every password to the log, so verbose is refused there"
+            )
+        for i, admin in enumerate(self.cyrus.admins):
+            if admin not in seen:
+                raise ValueError(f"cyrus.admins.{i}: {admin!r} is not one of the users")
         forwarding = mailbox_domains | set(self.alias_domains) | set(self.local_names)
         for key in self.aliases:
             dom = key.split("@")[1]
