@@ -97,28 +97,81 @@ def tables(settings: Settings) -> dict[str, Table]:
         _table("helo_access", "hash", helo, "access.helo"),
         _table("sender_access", "hash", dict(a.senders), "access.senders"),
         _table("recipient_access", "hash", dict(a.recipients), "access.recipients"),
+        _table("rbl_whitelist.cidr", "cidr",
+               {k: "OK" for k in settings.rbl.whitelist if _is_network(k)}, "rbl.whitelist"),
+        _table("rbl_whitelist", "hash",
+               {k: "OK" for k in settings.rbl.whitelist if not _is_network(k)}, "rbl.whitelist"),
         Table("sender_mx_bogons.cidr", "cidr",
               HEADER + "".join(f"{net}\tREJECT {text}\n" for net, text in BOGON_MX)),
     ]
     return {t.name: t for t in out}
 
 
-def client_restrictions(t: dict[str, Table]) -> list[str]:
-    return [f"check_client_access {t['client_access.cidr'].ref}",
-            f"check_client_access {t['client_access'].ref}"]
+POLICY = "inet:127.0.0.1:10023"
+
+DEFAULTS: dict[str, dict[str, list[str]]] = {
+    "basic": {
+        "client": ["check_client_access", "rbl"],
+        "helo": ["check_helo_access"],
+        "sender": ["permit_mynetworks", "permit_sasl_authenticated", "check_sender_access",
+                   "check_sender_mx_access"],
+        "recipient": ["check_recipient_access", "permit_mynetworks", "permit_sasl_authenticated",
+                      "reject_unauth_destination", "reject_unlisted_recipient", "greylist"],
+        "data": [],
+    },
+    # The guide's "Mailserver im INet" example, with trusted clients let through first.
+    "internet": {
+        "client": ["check_client_access", "rbl"],
+        "helo": ["permit_mynetworks", "permit_sasl_authenticated", "check_helo_access",
+                 "reject_non_fqdn_helo_hostname", "reject_invalid_helo_hostname",
+                 "reject_unknown_helo_hostname"],
+        "sender": ["permit_mynetworks", "permit_sasl_authenticated", "check_sender_access",
+                   "check_sender_mx_access", "reject_non_fqdn_sender",
+                   "reject_unknown_sender_domain"],
+        "recipient": ["check_recipient_access", "permit_mynetworks", "permit_sasl_authenticated",
+                      "reject_unauth_destination", "reject_non_fqdn_recipient",
+                      "reject_unknown_recipient_domain", "reject_unlisted_recipient",
+                      "greylist"],
+        "data": [],
+    },
+}
 
 
-def helo_restrictions(t: dict[str, Table]) -> list[str]:
-    return [f"check_helo_access {t['helo_access'].ref}"]
+def expand(settings: Settings, t: dict[str, Table], tok: str) -> list[str]:
+    """One settings token -> the main.cf restrictions it stands for."""
+    match tok:
+        case "check_client_access":
+            return [f"check_client_access {t['client_access.cidr'].ref}",
+                    f"check_client_access {t['client_access'].ref}"]
+        case "check_helo_access" | "check_sender_access" | "check_recipient_access":
+            return [f"{tok} {t[tok.removeprefix('check_')].ref}"]
+        case "check_sender_mx_access":
+            bogons = settings.access.sender_mx_bogons
+            return [f"check_sender_mx_access {t['sender_mx_bogons.cidr'].ref}"] if bogons else []
+        case "greylist":
+            return [f"check_policy_service {POLICY}"] if settings.greylisting.enabled else []
+        case "rbl":
+            if not settings.rbl.lists:
+                return []
+            return [f"check_client_access {t['rbl_whitelist.cidr'].ref}",
+                    f"check_client_access {t['rbl_whitelist'].ref}",
+                    *(f"reject_rbl_client {zone}" for zone in settings.rbl.lists)]
+    return [tok]
 
 
-def sender_restrictions(settings: Settings, t: dict[str, Table]) -> list[str]:
-    rules = ["permit_mynetworks", "permit_sasl_authenticated",
-             f"check_sender_access {t['sender_access'].ref}"]
-    if settings.access.sender_mx_bogons:
-        rules.append(f"check_sender_mx_access {t['sender_mx_bogons.cidr'].ref}")
-    return rules
-
-
-def recipient_access(t: dict[str, Table]) -> str:
-    return f"check_recipient_access {t['recipient_access'].ref}"
+def restriction_lists(settings: Settings) -> dict[str, list[str]]:
+    """Each SMTP stage's main.cf list: the preset's, or the settings' own."""
+    t = tables(settings)
+    r = settings.restrictions
+    out = {}
+    for stage, default in DEFAULTS[r.preset].items():
+        chosen = getattr(r, stage)
+        tokens = default if chosen is None else chosen
+        out[stage] = [x for tok in tokens for x in expand(settings, t, tok)]
+    # Smuggling/pipelining guard first, whatever the data list says (SECURITY.md).
+    out["data"] = ["reject_unauth_pipelining",
+                   *[x for x in out["data"] if x != "reject_unauth_pipelining"]]
+    out["classes"] = list(r.classes)
+    for name, tokens in r.classes.items():
+        out[f"class:{name}"] = [x for tok in tokens for x in expand(settings, t, tok)]
+    return out

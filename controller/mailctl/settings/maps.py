@@ -57,9 +57,10 @@ def _path(value: str) -> str:
 
 
 def action(value: str) -> str:
-    """An access-map action: OK, DUNNO, REJECT/WARN/HOLD/DISCARD [text], or 4xx/5xx text."""
+    """An access-map action: OK, DUNNO, REJECT/WARN/HOLD/DISCARD [text], 4xx/5xx text,
+    or the name of a restriction class (checked against restrictions.classes)."""
     text = value.strip()
-    if not _ACTION.match(text):
+    if not _ACTION.match(text) and not re.match(r"^[a-z][a-z0-9_]{0,31}$", text):
         raise ValueError(
             f"{value!r} is not an access action (OK, DUNNO, REJECT text, WARN text, "
             "HOLD text, DISCARD text, or a 4xx/5xx code with text)"

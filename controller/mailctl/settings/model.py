@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from mailctl.settings import names
 from mailctl.settings.base import Group
 from mailctl.settings.maps import Access, Maps
+from mailctl.settings.restrictions import Rbl, Restrictions
 
 Domain = Annotated[str, AfterValidator(names.domain)]
 Hostname = Annotated[str, AfterValidator(names.hostname)]
@@ -221,6 +222,8 @@ class Settings(BaseSettings):
     )
     maps: Maps = Field(default_factory=Maps)
     access: Access = Field(default_factory=Access)
+    restrictions: Restrictions = Field(default_factory=Restrictions)
+    rbl: Rbl = Field(default_factory=Rbl)
     smtp: Smtp = Field(default_factory=Smtp)
     sasl: Sasl = Field(default_factory=Sasl)
     greylisting: Greylisting = Field(default_factory=Greylisting)
@@ -269,6 +272,14 @@ class Settings(BaseSettings):
             if user.address in seen:
                 raise ValueError(f"users.{i}.address: {user.address!r} is listed twice")
             seen.add(user.address)
+        classes = set(self.restrictions.classes)
+        for stage, table in (("clients", self.access.clients), ("helo", self.access.helo),
+                             ("senders", self.access.senders),
+                             ("recipients", self.access.recipients)):
+            for key, act in table.items():
+                if act.islower() and act not in classes:
+                    raise ValueError(f"access.{stage}.{key}: {act!r} is not a restriction class "
+                                     "in restrictions.classes")
         auth_ports = {"submission", "smtps"} | ({"smtp"} if self.sasl.on_port_25 else set())
         leaky = sorted(auth_ports & set(self.smtp.verbose))
         if leaky:
