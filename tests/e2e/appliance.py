@@ -183,7 +183,8 @@ class Appliance:
 def start(client: docker.DockerClient, settings: dict[str, Any] | None, settings_dir: Path, *,
           network: str | None = None, volumes: dict[str, dict[str, str]] | None = None,
           environment: dict[str, str] | None = None, extra_files: dict[str, str] | None = None,
-          wait: bool = True, ipv6: bool = False) -> Appliance:
+          wait: bool = True, ipv6: bool = False,
+          extra_hosts: dict[str, str] | None = None) -> Appliance:
     settings_dir.mkdir(parents=True, exist_ok=True)
     if settings is not None:
         (settings_dir / "settings.yaml").write_text(yaml.safe_dump(settings))
@@ -200,6 +201,7 @@ def start(client: docker.DockerClient, settings: dict[str, Any] | None, settings
         network=network,
         volumes=mounts,
         environment=environment or {},
+        extra_hosts=extra_hosts or {},
         ports={f"{p}/tcp": ("127.0.0.1", None) for p in PORTS},
         # Docker turns IPv6 off inside containers; a test of inet_protocols turns it on.
         sysctls={"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.lo.disable_ipv6": "0"}

@@ -146,3 +146,40 @@ def test_own_docker_network_is_refused_as_trusted(client: docker.DockerClient, t
         assert "open relay" in app.logs()
     finally:
         app.container.remove(force=True, v=True)
+
+
+def test_kubernetes_configmap_symlink_swap_is_applied(client: docker.DockerClient,
+                                                      tmp_path: Path) -> None:
+    """A ConfigMap volume: settings.yaml -> ..data/settings.yaml, ..data -> ..TIMESTAMP.
+
+    Kubernetes updates it by writing a new ..TIMESTAMP directory and renaming a
+    new ..data link over the old one; settings.yaml itself never changes."""
+    import os
+
+    import yaml
+
+    root = tmp_path / "configmap"
+    root.mkdir()
+
+    def publish(settings: dict[str, Any], stamp: str) -> None:
+        version = root / f"..{stamp}"
+        version.mkdir()
+        (version / "settings.yaml").write_text(yaml.safe_dump(settings))
+        (version / "bob.pw").write_text(PASSWORDS["bob@example.com"] + "\n")
+        tmp_link = root / "..data_tmp"
+        tmp_link.symlink_to(version.name)
+        os.replace(tmp_link, root / "..data")
+
+    settings = base_settings()
+    publish(settings, "2026_01_01_00_00_00.1")
+    (root / "settings.yaml").symlink_to("..data/settings.yaml")
+    (root / "bob.pw").symlink_to("..data/bob.pw")
+    app = start(client, None, root)
+    try:
+        assert rcpt_code(app, "k8s@example.com") == 550
+        settings["aliases"]["k8s@example.com"] = "alice@example.com"
+        publish(settings, "2026_01_01_00_01_00.2")
+        seconds = wait_for(lambda: rcpt_code(app, "k8s@example.com") == 250)
+        print(f"\nConfigMap swap live after {seconds:.3f}s")
+    finally:
+        app.container.remove(force=True, v=True)

@@ -81,6 +81,9 @@ def resolve(settings: Settings, state: Path = STATE) -> Secrets:
         elif user.password_file:
             clear = read_secret(user.password_file, f"users.{i}.password_file")
             hashes[user.address] = crypt_sha512(user.address, clear)
+    fetch = {i: read_secret(acc.password_file, f"fetchmail.accounts.{i}.password_file")
+             for i, acc in enumerate(settings.fetchmail.accounts)}
     cert, key = tls_material(settings, state)
     admin = crypt_sha512("cyrus", admin_password(state))
-    return Secrets(user_hashes=hashes, admin_hash=admin, tls_cert=cert, tls_key=key)
+    return Secrets(user_hashes=hashes, admin_hash=admin, tls_cert=cert, tls_key=key,
+                   fetchmail_passwords=fetch)

@@ -48,6 +48,18 @@ def cyrus(stage: Path) -> None:
         raise ValidationError(f"imapd.conf has options Cyrus does not know: {out.strip()}")
 
 
+def fetchmail(stage: Path) -> None:
+    """`fetchmail --configdump` parses the rc file without polling anything."""
+    rc = str(stage / "fetchmail/fetchmailrc")
+    try:
+        run(["/usr/sbin/runuser", "-u", "fetchmail", "--", "/usr/bin/fetchmail", "-f", rc,
+             "--configdump", "--nosyslog"], timeout=30)
+    except CommandError as exc:
+        # Its complaint names the line; the file holds passwords, so nothing else is shown.
+        first = next((ln for ln in exc.output.splitlines() if "fetchmail" in ln), "")
+        raise ValidationError(f"fetchmailrc refused by fetchmail: {first[:300]}") from None
+
+
 def tls(stage: Path) -> None:
     cert, key = stage / "tls/cert.pem", stage / "tls/key.pem"
     try:
@@ -83,3 +95,5 @@ def stage(stage_dir: Path, bundle: Bundle, changed: frozenset[str] | None = None
         _checked(["postfix", "-c", str(stage_dir / "postfix"), "check"], "postfix check")
     if touched("cyrus/"):
         cyrus(stage_dir)
+    if (stage_dir / "fetchmail/fetchmailrc").exists() and touched("fetchmail/"):
+        fetchmail(stage_dir)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 
-from mailctl.render import cyrus, postfix, postgrey, sasl
+from mailctl.render import cyrus, fetchmail, postfix, postgrey, sasl
 from mailctl.render.bundle import Bundle, DaemonSpec, File, Probe, Reload
 from mailctl.render.secrets import Secrets
 from mailctl.settings import Settings
@@ -57,6 +57,18 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
             before=tuple(s.name for s in specs),
         )
     )
+    if settings.fetchmail.accounts:
+        specs.append(
+            DaemonSpec(
+                name="fetchmail",
+                argv=fetchmail.argv(settings),
+                reads=("fetchmail/",),
+                # fetchmail re-reads its rc file only if it looks newer than its start,
+                # and revisions are backdated: restart it instead.
+                reload=Reload("restart"),
+                before=("postfix",),
+            )
+        )
     return tuple(specs)
 
 
@@ -66,6 +78,7 @@ def render(settings: Settings, secrets: Secrets) -> Bundle:
     files.update(cyrus.files(settings))
     files.update(sasl.files(settings, secrets))
     files.update(postgrey.files(settings))
+    files.update(fetchmail.files(settings, secrets))
     files["tls/cert.pem"] = File(secrets.tls_cert, 0o644)
     files["tls/key.pem"] = File(secrets.tls_key, 0o640, "root", "ssl-cert")
     return Bundle(

@@ -13,3 +13,4 @@ class Secrets:
     admin_hash: str = field(default="", repr=False)
     tls_cert: bytes = field(default=b"", repr=False)
     tls_key: bytes = field(default=b"", repr=False)
+    fetchmail_passwords: dict[int, str] = field(default_factory=dict, repr=False)

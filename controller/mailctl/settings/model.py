@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mailctl.settings import names
 from mailctl.settings.base import Group
+from mailctl.settings.fetchmail import Fetchmail
 from mailctl.settings.maps import Access, Maps
 from mailctl.settings.restrictions import Rbl, Restrictions
 
@@ -228,6 +229,7 @@ class Settings(BaseSettings):
     sasl: Sasl = Field(default_factory=Sasl)
     greylisting: Greylisting = Field(default_factory=Greylisting)
     cyrus: Cyrus = Field(default_factory=Cyrus)
+    fetchmail: Fetchmail = Field(default_factory=Fetchmail)
     tls: Tls = Field(default_factory=Tls)
 
     @classmethod
