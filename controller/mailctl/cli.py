@@ -74,7 +74,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{args.api_port}/readyz", timeout=5) as r:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{args.api_port}/readyz", timeout=5) as r:
             body = r.read()
     except urllib.error.HTTPError as exc:
         body = exc.read()
@@ -150,7 +150,8 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailctl", description=__doc__)
     parser.add_argument("--settings-dir", type=Path, default=None,
-                        help="directory holding settings.yaml (default: $MAILCTL_SETTINGS_DIR or /config)")
+                        help="directory holding settings.yaml "
+                             "(default: $MAILCTL_SETTINGS_DIR or /config)")
     parser.add_argument("--api-port", type=int, default=8080)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="run the appliance (the container's main process)")

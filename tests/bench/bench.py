@@ -22,9 +22,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.e2e.appliance import IMAGE  # noqa: E402
-from tests.e2e.conftest import PASSWORDS, base_settings  # noqa: E402
-from tests.e2e.test_persistence import FILES, Project, compose_cmd  # noqa: E402
+from tests.e2e.appliance import IMAGE
+from tests.e2e.conftest import PASSWORDS, base_settings
+from tests.e2e.test_persistence import FILES, Project, compose_cmd
 
 ALICE = ("alice@example.com", PASSWORDS["alice@example.com"])
 ROWS: list[tuple[str, float, str, float, str]] = []
@@ -44,16 +44,20 @@ def image_size(client: docker.DockerClient) -> None:
 
 
 def rss_kib(container: docker.models.containers.Container, pattern: str) -> float:
-    code, out = container.exec_run(["sh", "-c", f"for p in /proc/[0-9]*; do "
-                                    f"if grep -qa -- '{pattern}' $p/cmdline 2>/dev/null; then "
-                                    "grep VmRSS $p/status; fi; done"])
+    script = (f"for p in /proc/[0-9]*; do "
+              f"if grep -qa -- '{pattern}' $p/cmdline 2>/dev/null; then "
+              "grep VmRSS $p/status; fi; done")
+    _, out = container.exec_run(["sh", "-c", script])
     values = [int(line.split()[1]) for line in out.decode().splitlines() if "VmRSS" in line]
     return float(max(values)) if values else 0.0
 
 
 def cgroup_memory(container: docker.models.containers.Container) -> float:
-    code, out = container.exec_run(["sh", "-c", "cat /sys/fs/cgroup/memory.current 2>/dev/null "
-                                    "|| cat /sys/fs/cgroup/memory/memory.usage_in_bytes"])
+    script = ("cat /sys/fs/cgroup/memory.current 2>/dev/null "
+              "|| cat /sys/fs/cgroup/memory/memory.usage_in_bytes")
+    code, out = container.exec_run(["sh", "-c", script])
+    if code != 0:
+        raise RuntimeError(f"cannot read the container's memory use: {out!r}")
     return int(out.decode().split()[0]) / 1e6
 
 
@@ -86,7 +90,7 @@ def startup_and_memory(client: docker.DockerClient, runs: int = 3) -> None:
                     live = change_to_live(app)
             finally:
                 subprocess.run([*compose_cmd(), "-p", proj.name, *FILES, "down", "-v"],
-                               env=proj.env, capture_output=True, timeout=300)
+                               env=proj.env, capture_output=True, timeout=300, check=False)
     row("compose up -> ready", statistics.median(ready), "s", statistics.median(bare), "docker run true", "<= 3 s")
     row("settings edit -> live", live[0], "s", live[1], "one RCPT probe", "<= 0.5 s")
     row("controller RSS (idle)", ctl, "MB", bare_py, "bare python3", "<= 60 MB")

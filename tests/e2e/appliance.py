@@ -77,7 +77,7 @@ class Appliance:
     def readyz(self) -> tuple[int, dict[str, Any]]:
         url = f"http://127.0.0.1:{self.ports[8080]}/readyz"
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=3) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
@@ -176,7 +176,7 @@ class Appliance:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def pid_of(self, daemon: str) -> int:
-        code, body = self.readyz()
+        _, body = self.readyz()
         return int(body["daemons"][daemon]["pid"])
 
 

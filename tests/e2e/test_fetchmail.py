@@ -94,4 +94,5 @@ def test_fetchmail_pop3s_and_imap_keep_and_wrong_password(
         for secret in (HOSTILE, "keeper-pw-2", "not-the-password"):
             assert secret not in logs
         code, out = app.exec("stat", "-c", "%a %U", "/etc/mailctl/current/fetchmail/fetchmailrc")
+        assert code == 0, out
         assert out.split() == ["600", "fetchmail"]

@@ -223,8 +223,8 @@ def test_authenticated_user_cannot_send_as_someone_else(app: Appliance) -> None:
     ("relocated", "carol@example.com", "carol@example.org"),
     ("transport", "closed@example.com", "error:5.2.1 this mailbox is closed"),
     ("sender_access", "spammer@bad.test", "REJECT no spam please"),
-    ("sender_mx_bogons.cidr", "10.1.2.3", "REJECT IP address of MX host is a IANA reserved "
-                                          "address RFC1918"),
+    ("sender_mx_bogons.cidr", "10.1.2.3",
+     "REJECT IP address of MX host is a IANA reserved address RFC1918"),
     ("helo_access", "mail.example.com", "REJECT do not use my hostname as HELO"),
 ])
 def test_cli_lookup_in_every_rendered_table(app: Appliance, table: str, key: str,
@@ -243,7 +243,7 @@ def test_cli_lookup_missing_key_and_unknown_table(app: Appliance) -> None:
 def test_cli_queue_hold_requeue_delete(app: Appliance) -> None:
     # A message for the outside is deferred (DNS is loopback only): use it.
     client = app.smtp(587, login=ALICE)
-    mid, text = message(ALICE[0], "someone@example.net", "queue ops")
+    _, text = message(ALICE[0], "someone@example.net", "queue ops")
     client.sendmail(ALICE[0], ["someone@example.net"], text)
     client.quit()
     deadline = time.monotonic() + 20

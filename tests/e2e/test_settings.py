@@ -106,6 +106,7 @@ def test_bad_live_change_keeps_old_config_serving(fresh: Appliance, case: str) -
     client.quit()
     fresh.wait_delivered("bob@example.com", PASSWORDS["bob@example.com"], mid)
     code, out = fresh.exec("postconf", "-h", "mynetworks")
+    assert code == 0, out
     assert out.strip() == "127.0.0.0/8, [::1]/128"
 
 

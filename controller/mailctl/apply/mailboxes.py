@@ -95,7 +95,7 @@ def sync(socket_path: str, admin: str, password: str, wanted: dict[str, int | No
                 changes.append(f"created {name}")
             typ, data = imap.getquotaroot(name)
             current = None
-            for item in data[1] if len(data) > 1 else []:
+            for item in (data[1] or []) if len(data) > 1 else []:
                 m = _QUOTA.search(item) if isinstance(item, bytes) else None
                 if m:
                     current = int(m.group(1))

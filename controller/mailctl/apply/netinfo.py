@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from pathlib import Path
 
 
@@ -13,7 +14,7 @@ def local_ipv4(fib_trie: Path = Path("/proc/net/fib_trie")) -> set[ipaddress.IPv
     except OSError:
         return set()
     out: set[ipaddress.IPv4Address] = set()
-    for prev, line in zip(lines, lines[1:], strict=False):
+    for prev, line in itertools.pairwise(lines):
         if "/32 host LOCAL" in line:
             addr = ipaddress.IPv4Address(prev.split()[-1])
             if not addr.is_loopback:

@@ -59,7 +59,8 @@ def tls_material(settings: Settings, state: Path = STATE) -> tuple[bytes, bytes]
         except OSError as exc:
             raise SettingsError(f"tls: cannot read the certificate or key: {exc}") from None
     tls_dir = state / "tls"
-    cert, key = tls_dir / f"selfsigned-{settings.hostname}.crt", tls_dir / f"selfsigned-{settings.hostname}.key"
+    cert = tls_dir / f"selfsigned-{settings.hostname}.crt"
+    key = tls_dir / f"selfsigned-{settings.hostname}.key"
     if not (cert.exists() and key.exists()):
         tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:

@@ -35,7 +35,8 @@ def imapd_options(settings: Settings) -> dict[str, str]:
         "allowplaintext": "no",
         "sasl_pwcheck_method": "saslauthd",
         "sasl_saslauthd_path": SASLAUTHD_MUX,
-        "sasl_mech_list": q.imapd_value(" ".join(settings.sasl.mech_list).upper(), "sasl.mech_list"),
+        "sasl_mech_list": q.imapd_value(" ".join(settings.sasl.mech_list).upper(),
+                                        "sasl.mech_list"),
         "tls_server_cert": f"{LIVE}/tls/cert.pem",
         "tls_server_key": f"{LIVE}/tls/key.pem",
         "tls_client_ca_dir": "/etc/ssl/certs",
@@ -82,7 +83,8 @@ SERVICES {{
   imap          cmd="imapd -U 30" listen="143" prefork=1 maxchild=100
   imaps         cmd="imapd -s -U 30" listen="993" prefork=0 maxchild=100
 {pop}  lmtpunix      cmd="lmtpd" listen="/run/cyrus/socket/lmtp" prefork=1 maxchild=20
-  admin         cmd="imapd -C {LIVE}/cyrus/imapd-admin.conf" listen="{ADMIN_SOCKET}" prefork=0 maxchild=4
+  admin         cmd="imapd -C {LIVE}/cyrus/imapd-admin.conf" listen="{ADMIN_SOCKET}" \
+prefork=0 maxchild=4
 }}
 EVENTS {{
   checkpoint    cmd="/usr/sbin/cyrus ctl_cyrusdb -c" period=30

@@ -21,7 +21,8 @@ def _pwdfile(entries: dict[str, str]) -> str:
     lines = []
     for user, hashed in entries.items():
         if ":" in user or ":" in hashed or "\n" in user + hashed:
-            raise RenderError(f"users: the entry for {user!r} cannot be written to the user database")
+            raise RenderError(
+                f"users: the entry for {user!r} cannot be written to the user database")
         lines.append(f"{user}:{hashed}\n")
     return "".join(lines)
 

@@ -89,7 +89,8 @@ class Smtp(Group):
     )
     inet_interfaces: list[Literal["all", "loopback-only"] | ipaddress.IPv4Address
                           | ipaddress.IPv6Address] = Field(
-        default_factory=lambda: ["all"], min_length=1,
+        default_factory=lambda: ["all"],  # type: ignore[arg-type]  # validated to the Literal
+        min_length=1,
         description="Addresses Postfix listens on: all, loopback-only, or IPs.",
     )
     bind_address: ipaddress.IPv4Address | None = Field(
@@ -124,7 +125,7 @@ class Sasl(Group):
         description="saslauthd mechanism; 'pam' checks the users of this file (crypt hashes).",
     )
     mech_list: list[Literal["plain", "login"]] = Field(
-        default_factory=lambda: ["plain", "login"],
+        default_factory=lambda: ["plain", "login"],  # type: ignore[arg-type]
         min_length=1,
         description="SASL mechanisms offered (LOGIN for Outlook), only ever after TLS.",
     )
@@ -133,7 +134,8 @@ class Sasl(Group):
         description="Refuse plaintext mechanisms on a connection without TLS (noplaintext).",
     )
     broken_clients: bool = Field(
-        default=False, description="Also announce AUTH=... for old Outlook (broken_sasl_auth_clients)."
+        default=False,
+        description="Also announce AUTH=... for old Outlook (broken_sasl_auth_clients).",
     )
     local_domain: Domain | None = Field(
         default=None, description="Realm appended to logins without one (smtpd_sasl_local_domain)."
@@ -199,7 +201,8 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
-    hostname: Hostname = Field(description="This server's name (myhostname), e.g. mail.example.com.")
+    hostname: Hostname = Field(
+        description="This server's name (myhostname), e.g. mail.example.com.")
     domain: Domain | None = Field(
         default=None, description="mydomain; default: the hostname without its first label."
     )
@@ -301,7 +304,8 @@ class Settings(BaseSettings):
                     "'alias_domains' or 'local_domains'"
                 )
             if key in seen:
-                raise ValueError(f"aliases.{key}: is also a user; a user address cannot be an alias")
+                raise ValueError(
+                    f"aliases.{key}: is also a user; a user address cannot be an alias")
         return self
 
 

@@ -28,7 +28,8 @@ def hostname(value: str) -> str:
     """A fully qualified host name (at least two labels)."""
     text = domain(value)
     if "." not in text:
-        raise ValueError(f"{value!r} is not fully qualified (it needs a dot, like mail.example.com)")
+        raise ValueError(
+            f"{value!r} is not fully qualified (it needs a dot, like mail.example.com)")
     return text
 
 

@@ -90,7 +90,8 @@ class Process:
             output.emit("mailctl", f"{self.spec.name}: cannot start: {exc}")
             self._failed(None)
             return
-        assert self.popen.stdout is not None
+        if self.popen.stdout is None:  # cannot happen with stdout=PIPE
+            raise RuntimeError(f"{self.spec.name}: no output pipe")
         output.pump(self.spec.name, self.popen.stdout)
         self.started_at = self.clock()
         self._to(State.STARTING)

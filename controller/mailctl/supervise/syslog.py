@@ -17,7 +17,8 @@ from mailctl.supervise import output
 
 # <PRI>[timestamp ]tag[pid]: message  (RFC 3164 as glibc's syslog(3) sends it)
 _LINE = re.compile(
-    r"^<\d+>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d )?(?P<tag>[^\s:\[]+)(?:\[\d+\])?:? ?(?P<msg>.*)$",
+    r"^<\d+>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d )?"
+    r"(?P<tag>[^\s:\[]+)(?:\[\d+\])?:? ?(?P<msg>.*)$",
     re.DOTALL,
 )
 
@@ -37,7 +38,7 @@ def listen(path: Path = Path("/dev/log")) -> threading.Thread:
         pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
-    os.chmod(path, 0o666)
+    os.chmod(path, 0o666)  # noqa: S103 (/dev/log: every daemon user must be able to log)
 
     def _run() -> None:
         while True:
