@@ -9,7 +9,7 @@ ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHON
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       postfix postfix-lmdb postfix-pcre \
-      sasl2-bin libsasl2-modules libpam-pwdfile \
+      sasl2-bin libsasl2-modules libsasl2-modules-db libpam-pwdfile \
       postgrey \
       cyrus-imapd cyrus-pop3d \
       fetchmail \
@@ -29,7 +29,9 @@ RUN apt-get update \
  && for s in smtp imap pop sieve; do ln -sf /etc/mailctl/current/pam/$s /etc/pam.d/$s; done \
  # postfix reaches saslauthd's socket (group sasl) and Cyrus's LMTP socket (group mail);
  # Cyrus reads the TLS key (group ssl-cert).
- && adduser postfix sasl && adduser postfix mail && adduser cyrus ssl-cert
+ && adduser postfix sasl && adduser postfix mail && adduser cyrus ssl-cert \
+ # saslpasswd2, saslauthd -a sasldb and the chroot copy all use /etc/sasldb2: on the users volume.
+ && ln -sf /var/lib/mailctl/users/sasldb2 /etc/sasldb2
 
 # Wheels fetched by images/wheels/fetch.sh make this step offline; without them pip uses PyPI.
 COPY images/wheels /wheels

@@ -33,6 +33,7 @@ def _serve_api(ctl: object, port: int) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mailctl.apply import users
     from mailctl.reconcile import Controller
     from mailctl.supervise import syslog
     from mailctl.watch.watcher import watch
@@ -55,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     path.parent.mkdir(parents=True, exist_ok=True)
     watch(path.parent, ctl.settings_changed)
+    watch(users.USERS_DIR, ctl.settings_changed)  # `mailctl user ...` changes
     _serve_api(ctl, args.api_port)
     output.emit("mailctl", "controller running")
     ctl.run()
@@ -121,29 +123,116 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox(args: argparse.Namespace) -> int:
-    from mailctl.apply import mailboxes, secrets
+    from mailctl.apply import mailboxes, secrets, users
     from mailctl.render.cyrus import ADMIN, ADMIN_SOCKET
 
     try:
         password = secrets.admin_password()
+        settings = load_settings(settings_path(args.settings_dir))
+        known = {u.address for u in settings.users} | set(users.read_store())
         if args.action == "list":
-            users = {u.address for u in load_settings(settings_path(args.settings_dir)).users}
             for address in mailboxes.existing(ADMIN_SOCKET, ADMIN, password):
-                print(address if address in users else f"{address} (not in the settings)")
+                print(address if address in known else f"{address} (no such user any more)")
             return 0
         if not args.address:
             print("mailctl: mailbox purge needs an address", file=sys.stderr)
             return 2
-        settings = load_settings(settings_path(args.settings_dir))
-        if args.address in {u.address for u in settings.users}:
-            print(f"mailctl: {args.address} is still a user in the settings; remove it there "
-                  "first", file=sys.stderr)
+        if args.address in known:
+            print(f"mailctl: {args.address} is still a user; delete the user first",
+                  file=sys.stderr)
             return 2
         mailboxes.purge(ADMIN_SOCKET, ADMIN, password, args.address)
     except MailctlError as exc:
         print(f"mailctl: {exc}", file=sys.stderr)
         return 2
     print(f"purged the mailbox of {args.address}")
+    return 0
+
+
+def _read_password(confirm: bool) -> str:
+    """From the terminal (asked twice when setting one), else one line of stdin."""
+    import getpass
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if confirm and getpass.getpass("again: ") != password:
+            raise MailctlError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password or "\x00" in password:
+        raise MailctlError("empty password")
+    return password
+
+
+def _wait_mailbox_map(address: str, present: bool, timeout: float = 30.0) -> None:
+    """Until the controller has applied the store change (the user is live, or gone)."""
+    import time
+
+    from mailctl.apply import postfix_ops
+
+    deadline = time.monotonic() + timeout
+    while (postfix_ops.lookup("vmailbox", address) is not None) != present:
+        if time.monotonic() > deadline:
+            raise MailctlError("the controller has not applied the change yet; see "
+                               "`mailctl status`")
+        time.sleep(0.2)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """Users of the user store (FEATURES S4); users of the settings file stay there."""
+    from mailctl.apply import mailboxes, secrets, users
+    from mailctl.render.cyrus import ADMIN, ADMIN_SOCKET
+    from mailctl.render.sasl import SOCKET_DIR
+    from mailctl.settings.loader import with_cli_users
+
+    try:
+        settings = load_settings(settings_path(args.settings_dir))
+        mech = settings.sasl.mechanism
+        in_file = {u.address for u in settings.users}
+        if args.action == "list":
+            store = users.read_store()
+            for address in sorted(in_file | set(store)):
+                print(f"{address}\t{'settings' if address in in_file else 'cli'}")
+            return 0
+        if not args.address:
+            raise MailctlError(f"user {args.action} needs an address")
+        address = args.address.lower()
+        if args.action == "test":
+            ok = users.check_login(f"{SOCKET_DIR}/mux", address, _read_password(False),
+                                   args.service)
+            print(f"{address}: login {'OK' if ok else 'refused'} ({mech}, {args.service})")
+            return 0 if ok else 1
+        if address in in_file:
+            raise MailctlError(f"{address} is a user of the settings file; change it there")
+        # Passwords of rimap and ldap users live on those servers: only the mailbox here.
+        local = mech in ("pam", "shadow", "sasldb")
+        with users.locked():
+            store = users.read_store()
+            if args.action == "add" and address in store:
+                raise MailctlError(f"{address} exists; use `mailctl user passwd`")
+            if args.action != "add" and address not in store:
+                raise MailctlError(f"{address} is not a user of the user store")
+            if args.action in ("add", "passwd"):
+                password = _read_password(True) if local else ""
+                store[address] = secrets.hash_password(password) if local else ""
+                with_cli_users(settings, store)  # the same rules as for the settings file
+                if mech == "sasldb":
+                    users.sasldb_set(users.sasldb_path(), address, password)
+            else:  # delete
+                del store[address]
+                users.sasldb_delete(users.sasldb_path(), address)
+            users.write_store(store)
+        if args.action != "passwd":
+            _wait_mailbox_map(address, present=args.action == "add")
+        if args.action == "delete" and args.purge:
+            mailboxes.purge(ADMIN_SOCKET, ADMIN, secrets.admin_password(), address)
+    except MailctlError as exc:
+        print(f"mailctl: {exc}", file=sys.stderr)
+        return 2
+    done = {"add": "added", "passwd": "password changed for", "delete": "deleted"}
+    print(f"{done[args.action]} {address}"
+          + (" (mail kept; `mailctl mailbox purge` removes it)"
+             if args.action == "delete" and not args.purge else ""))
     return 0
 
 
@@ -169,9 +258,17 @@ def main(argv: list[str] | None = None) -> int:
                         "removed from the settings (deletes its mail)")
     mb.add_argument("action", choices=["list", "purge"])
     mb.add_argument("address", nargs="?", default="")
+    us = sub.add_parser("user", help="users besides the settings file: add, delete, list, "
+                        "passwd, test (passwords are read from the terminal or stdin)")
+    us.add_argument("action", choices=["add", "delete", "list", "passwd", "test"])
+    us.add_argument("address", nargs="?", default="")
+    us.add_argument("--purge", action="store_true", help="delete: remove the mail too")
+    us.add_argument("--service", default="smtp", choices=["smtp", "imap", "pop"],
+                    help="test: the service to log in to")
     args = parser.parse_args(argv)
     commands = {"run": cmd_run, "check": cmd_check, "status": cmd_status,
-                "lookup": cmd_lookup, "queue": cmd_queue, "mailbox": cmd_mailbox}
+                "lookup": cmd_lookup, "queue": cmd_queue, "mailbox": cmd_mailbox,
+                "user": cmd_user}
     return commands[args.cmd](args)
 
 

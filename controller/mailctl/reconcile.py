@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mailctl.apply import chroot, dirs, mailboxes, netinfo, secrets, transaction
+from mailctl.apply import chroot, dirs, mailboxes, netinfo, secrets, transaction, users
 from mailctl.errors import MailctlError, SettingsError
-from mailctl.render import Bundle, render
-from mailctl.render.cyrus import ADMIN, ADMIN_SOCKET
+from mailctl.render import Bundle, Secrets, render
+from mailctl.render.cyrus import ADMIN, ADMIN_SASLDB, ADMIN_SOCKET
 from mailctl.settings import Settings, load_settings
+from mailctl.settings.loader import with_cli_users
 from mailctl.supervise import output
 from mailctl.supervise.supervisor import Supervisor
 
@@ -63,19 +64,46 @@ class Controller:
         self._file_digest: str | None = None
         self._last_chroot = 0.0
         self._mailbox_retry_at = 0.0
+        self._sasldb_digests: dict[str, str] = {}
 
     # --- applying settings -------------------------------------------------
 
     def _digest(self) -> str:
-        try:
-            return hashlib.sha256(self.settings_file.read_bytes()).hexdigest()
-        except OSError:
-            return ""
+        """The inputs a change of which means a new apply: settings file and user store."""
+        h = hashlib.sha256()
+        for path in (self.settings_file, users.store_path()):
+            try:
+                h.update(path.read_bytes())
+            except OSError:
+                h.update(b"-")
+        return h.hexdigest()
 
-    def build(self) -> tuple[Settings, Bundle]:
-        settings = load_settings(self.settings_file)
+    def build(self) -> tuple[Settings, Bundle, Secrets]:
+        store = users.read_store()
+        settings = with_cli_users(load_settings(self.settings_file), store)
         check_runtime(settings)
-        return settings, render(settings, secrets.resolve(settings))
+        resolved = secrets.resolve(settings, frozenset(store))
+        return settings, render(settings, resolved), resolved
+
+    def _sync_logins(self, settings: Settings, resolved: Secrets) -> None:
+        """What saslauthd's mechanism reads besides the revision: sasldb2, accounts."""
+        users.admin_sasldb(Path(ADMIN_SASLDB), settings.hostname, secrets.admin_password())
+        if settings.sasl.mechanism == "sasldb":
+            db = users.sasldb_path()
+            for address, password in resolved.user_passwords.items():
+                digest = hashlib.sha256(password.encode()).hexdigest()
+                if self._sasldb_digests.get(address) != digest or not db.exists():
+                    users.sasldb_set(db, address, password)
+                    self._sasldb_digests[address] = digest
+            for address in users.sasldb_users(db) - {u.address for u in settings.users}:
+                users.sasldb_delete(db, address)
+                self._sasldb_digests.pop(address, None)
+                output.emit("mailctl", f"sasldb: {address} removed")
+        shadow = settings.sasl.mechanism == "shadow"
+        for change in users.sync_accounts(
+                {a: h for a, h in resolved.user_hashes.items() if shadow}):
+            output.emit("mailctl", f"shadow: {change}")
+        chroot.sync()
 
     def apply(self, first: bool = False) -> bool:
         """Load, render and apply the settings; on any failure keep the live config."""
@@ -84,9 +112,10 @@ class Controller:
         try:
             if first:
                 dirs.ensure()
-            settings, bundle = self.build()
+            settings, bundle, resolved = self.build()
             chroot.sync()
             result = transaction.apply(bundle, force=first)
+            self._sync_logins(settings, resolved)
             if result.revision is not None and not first:
                 self._post_actions(bundle, result)
         except MailctlError as exc:

@@ -106,6 +106,24 @@ class Appliance:
         code, out = self.container.exec_run(list(argv))
         return code, out.decode("utf-8", "replace")
 
+    def cli(self, *argv: str, stdin: str = "") -> tuple[int, str]:
+        """`mailctl ARGV` inside the container, with `stdin` (passwords go there)."""
+        done = subprocess.run(["docker", "exec", "-i", self.container.id, "mailctl", *argv],
+                              input=stdin, capture_output=True, text=True, timeout=60,
+                              check=False)
+        return done.returncode, done.stdout + done.stderr
+
+    def can_login(self, user: str, password: str, port: int = 587) -> bool:
+        """SMTP AUTH on `port` (after TLS): True on 235, False on 535."""
+        client = self.smtp(port)
+        try:
+            client.login(user, password)
+            return True
+        except smtplib.SMTPAuthenticationError:
+            return False
+        finally:
+            client.close()
+
     def write_settings(self, settings: dict[str, Any]) -> None:
         """Replace settings.yaml the way editors do: write a temp file, rename it."""
         tmp = self.settings_dir / ".settings.yaml.tmp"

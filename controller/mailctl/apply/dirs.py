@@ -25,6 +25,7 @@ DIRS: tuple[tuple[str, str, str, int], ...] = (
     ("/var/lib/postgrey", "postgrey", "postgrey", 0o750),
     ("/var/lib/mailctl", "root", "root", 0o711),
     ("/var/lib/mailctl/fetchmail", "fetchmail", "nogroup", 0o700),
+    ("/var/lib/mailctl/users", "root", "root", 0o700),
     ("/run/fetchmail", "fetchmail", "nogroup", 0o755),
     ("/var/lib/postfix", "postfix", "postfix", 0o700),
     ("/var/spool/postfix/etc", "root", "root", 0o755),

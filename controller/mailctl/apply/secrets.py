@@ -34,6 +34,11 @@ def crypt_sha512(login: str, password: str) -> str:
     return _hash_cache[key]
 
 
+def hash_password(password: str) -> str:
+    """SHA-512 crypt with a random salt, for passwords the user store keeps."""
+    return run(["openssl", "passwd", "-6", "-stdin"], input_text=password + "\n").stdout.strip()
+
+
 def read_secret(path: Path, setting: str) -> str:
     try:
         value = path.read_text(encoding="utf-8").rstrip("\r\n")
@@ -74,17 +79,28 @@ def tls_material(settings: Settings, state: Path = STATE) -> tuple[bytes, bytes]
     return cert.read_bytes(), key.read_bytes()
 
 
-def resolve(settings: Settings, state: Path = STATE) -> Secrets:
+def resolve(settings: Settings, cli_users: frozenset[str] = frozenset(),
+            state: Path = STATE) -> Secrets:
+    """Read what the settings point to. `cli_users` came from the user store: under
+    mechanism sasldb their passwords are already in sasldb2."""
     hashes: dict[str, str] = {}
+    clear_by_user: dict[str, str] = {}
+    sasldb = settings.sasl.mechanism == "sasldb"
     for i, user in enumerate(settings.users):
+        if sasldb and user.address not in cli_users and user.password_file is None:
+            raise SettingsError(f"users.{i}: sasl.mechanism sasldb keeps passwords, not "
+                                "hashes: give password_file (or add the user with the CLI)")
         if user.password_hash:
             hashes[user.address] = user.password_hash
         elif user.password_file:
             clear = read_secret(user.password_file, f"users.{i}.password_file")
             hashes[user.address] = crypt_sha512(user.address, clear)
+            if sasldb:
+                clear_by_user[user.address] = clear
     fetch = {i: read_secret(acc.password_file, f"fetchmail.accounts.{i}.password_file")
              for i, acc in enumerate(settings.fetchmail.accounts)}
+    bind = settings.sasl.ldap.bind_password_file
+    bind_pw = read_secret(bind, "sasl.ldap.bind_password_file") if bind else ""
     cert, key = tls_material(settings, state)
-    admin = crypt_sha512("cyrus", admin_password(state))
-    return Secrets(user_hashes=hashes, admin_hash=admin, tls_cert=cert, tls_key=key,
-                   fetchmail_passwords=fetch)
+    return Secrets(user_hashes=hashes, user_passwords=clear_by_user, tls_cert=cert,
+                   tls_key=key, fetchmail_passwords=fetch, ldap_bind_password=bind_pw)

@@ -20,7 +20,7 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
         DaemonSpec(
             name="saslauthd",
             argv=sasl.argv(settings),
-            reads=(),  # PAM reads its files per login: nothing to reload
+            reads=(sasl.SASLAUTHD_CONF,),  # PAM, sasldb and shadow are read per login
             reload=Reload("restart"),
             probes=(Probe("unix", f"{sasl.SOCKET_DIR}/mux"),),
         ),

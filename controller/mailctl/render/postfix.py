@@ -209,13 +209,13 @@ def vmailbox_map(settings: Settings) -> str:
 
 
 def smtpd_sasl_conf(settings: Settings) -> str:
+    """smtpd.conf (FEATURES S2). Paths are inside smtpd's chroot /var/spool/postfix."""
     mechs = " ".join(settings.sasl.mech_list)
-    return (
-        HEADER
-        + "pwcheck_method: saslauthd\n"
-        + f"mech_list: {mechs}\n"
-        + "saslauthd_path: /var/run/saslauthd/mux\n"
-    )
+    if settings.sasl.pwcheck_method == "auxprop":
+        check = "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: /etc/sasldb2\n"
+    else:
+        check = "pwcheck_method: saslauthd\nsaslauthd_path: /var/run/saslauthd/mux\n"
+    return HEADER + check + f"mech_list: {mechs}\n"
 
 
 def files(settings: Settings) -> dict[str, File]:

@@ -158,3 +158,16 @@ def postgrey_entry(value: str, setting: str) -> str:
     if not value or _BLANK.search(value) or value.startswith("/"):
         raise RenderError(f"{setting}: {value!r} cannot be a postgrey whitelist entry")
     return value
+
+
+# --- saslauthd.conf --------------------------------------------------------
+
+
+def saslauthd_value(value: str, setting: str, secret: bool = False) -> str:
+    """A `key: value` line of saslauthd.conf: the value runs to the end of the line and
+    loses blanks at its edges, so line breaks and edge blanks are refused."""
+    _no_control(value, setting, secret)
+    if not value or value != value.strip():
+        shown = "the value" if secret else repr(value)
+        raise RenderError(f"{setting}: {shown} is empty or starts or ends with blanks")
+    return value

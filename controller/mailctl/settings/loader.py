@@ -15,7 +15,7 @@ import pydantic
 import yaml
 
 from mailctl.errors import SettingsError
-from mailctl.settings.model import Settings
+from mailctl.settings.model import Settings, User
 
 DEFAULT_DIR = Path("/config")
 FILE_NAME = "settings.yaml"
@@ -76,3 +76,21 @@ def describe(exc: pydantic.ValidationError) -> str:
             msg = "is required"
         lines.append(f"setting '{where}': {msg}")
     return "invalid settings: " + "; ".join(lines)
+
+
+def with_cli_users(settings: Settings, store: Mapping[str, str]) -> Settings:
+    """The settings plus the users added with `mailctl user add` (address -> crypt hash,
+    "" where the mechanism checks passwords elsewhere), under the same rules.
+    A user of the settings file wins over a stored one of the same address."""
+    known = {u.address for u in settings.users}
+    try:
+        extra = [User(address=a, password_hash=h or None)
+                 for a, h in sorted(store.items()) if a not in known]
+        merged = settings.model_copy(update={"users": [*settings.users, *extra]})
+        merged.check_consistent()
+    except pydantic.ValidationError as exc:
+        raise SettingsError("user store: " + describe(exc).removeprefix("invalid settings: ")
+                            ) from None
+    except ValueError as exc:
+        raise SettingsError(f"user store: {exc}") from None
+    return merged

@@ -25,6 +25,9 @@ Hostname = Annotated[str, AfterValidator(names.hostname)]
 Address = Annotated[str, AfterValidator(names.address)]
 AliasKey = Annotated[str, AfterValidator(names.address_or_catchall)]
 CryptHash = Annotated[str, AfterValidator(names.crypt_hash)]
+LdapUrl = Annotated[str, AfterValidator(names.ldap_url)]
+RimapServer = Annotated[str, AfterValidator(names.host_port)]
+ConfValue = Annotated[str, AfterValidator(names.one_line)]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # A trusted network this wide is an open relay in all but name.
@@ -53,8 +56,8 @@ class User(Group):
 
     @model_validator(mode="after")
     def _one_password(self) -> User:
-        if (self.password_hash is None) == (self.password_file is None):
-            raise ValueError("give exactly one of password_hash or password_file")
+        if self.password_hash is not None and self.password_file is not None:
+            raise ValueError("give only one of password_hash or password_file")
         return self
 
 
@@ -117,13 +120,48 @@ class Smtp(Group):
     )
 
 
+class Ldap(Group):
+    """saslauthd's ldap mechanism (saslauthd.conf), FEATURES S1."""
+
+    servers: list[LdapUrl] = Field(
+        default_factory=list, description="LDAP servers, e.g. ldap://ldap.example.com/."
+    )
+    search_base: ConfValue | None = Field(
+        default=None, description="Where users are searched, e.g. ou=people,dc=example,dc=com."
+    )
+    filter: ConfValue = Field(
+        default="(mail=%u)",
+        description="Search filter; %u is the whole login (alice@example.com), %U its local "
+        "part, %d its domain.",
+    )
+    bind_dn: ConfValue | None = Field(
+        default=None, description="DN to search as; unset: an anonymous search."
+    )
+    bind_password_file: Path | None = Field(
+        default=None, description="File holding bind_dn's password (a secret)."
+    )
+    start_tls: bool = Field(default=False, description="Use STARTTLS to the LDAP server.")
+
+
 class Sasl(Group):
     """Who may log in and how (saslauthd, shared by Postfix and Cyrus), FEATURES S1-S5."""
 
-    mechanism: Literal["pam"] = Field(
+    mechanism: Literal["pam", "sasldb", "shadow", "rimap", "ldap"] = Field(
         default="pam",
-        description="saslauthd mechanism; 'pam' checks the users of this file (crypt hashes).",
+        description="saslauthd mechanism. pam: the users' crypt hashes (pam_pwdfile). "
+        "sasldb: the SASL database on the users volume (needs clear passwords: password_file "
+        "or `mailctl user add`). shadow: system accounts made for the users. rimap: log in "
+        "to the IMAP server rimap_server. ldap: bind to the LDAP servers of sasl.ldap.",
     )
+    pwcheck_method: Literal["saslauthd", "auxprop"] = Field(
+        default="saslauthd",
+        description="How Postfix checks passwords (smtpd.conf): through saslauthd, or "
+        "auxprop, reading the copy of sasldb2 in its chroot (mechanism sasldb only).",
+    )
+    rimap_server: RimapServer | None = Field(
+        default=None, description="IMAP server for mechanism rimap: host or host:port."
+    )
+    ldap: Ldap = Field(default_factory=Ldap)
     mech_list: list[Literal["plain", "login"]] = Field(
         default_factory=lambda: ["plain", "login"],  # type: ignore[arg-type]
         min_length=1,
@@ -144,6 +182,19 @@ class Sasl(Group):
         default=False, description="Offer AUTH on port 25 too (after STARTTLS); off by default."
     )
 
+    @model_validator(mode="after")
+    def _mechanism_options(self) -> Sasl:
+        if self.pwcheck_method == "auxprop" and self.mechanism != "sasldb":
+            raise ValueError("sasl.pwcheck_method: auxprop reads sasldb2, so it needs "
+                             "sasl.mechanism: sasldb")
+        if self.mechanism == "rimap" and self.rimap_server is None:
+            raise ValueError("sasl.rimap_server: mechanism rimap needs the IMAP server")
+        if self.mechanism == "ldap" and not (self.ldap.servers and self.ldap.search_base):
+            raise ValueError("sasl.ldap: mechanism ldap needs servers and search_base")
+        if (self.ldap.bind_dn is None) != (self.ldap.bind_password_file is None):
+            raise ValueError("sasl.ldap: give both bind_dn and bind_password_file, or neither")
+        return self
+
 
 class Cyrus(Group):
     """Cyrus IMAP (imapd.conf), FEATURES C1-C5."""
@@ -153,6 +204,12 @@ class Cyrus(Group):
         description="Users who are Cyrus admins (may see and manage every mailbox).",
     )
     quota_warn: int = Field(default=90, ge=1, le=100, description="Warn at this % of the quota.")
+    allow_plaintext: bool = Field(
+        default=False,
+        description="Accept passwords on IMAP 143 and POP3 110 without TLS (allowplaintext). "
+        "Off: clients must STARTTLS first. Turn on only for a peer that cannot, such as "
+        "another server's saslauthd rimap on a private network.",
+    )
     timeout: int = Field(default=30, ge=30, le=1440, description="IMAP idle timeout, minutes.")
     pop_timeout: int = Field(default=10, ge=10, le=1440, description="POP3 idle timeout, minutes.")
     over_quota_perm_failure: bool = Field(
@@ -262,6 +319,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        self.check_consistent()
+        return self
+
+    def check_consistent(self) -> None:
+        """The rules across the tree (ValueError naming the setting)."""
         _check_networks(self.networks)
         _no_overlap("domains", self.domains, "the local names (hostname, local_domains)",
                     self.local_names)
@@ -270,7 +332,12 @@ class Settings(BaseSettings):
                     "local_domains)", self.local_names)
         mailbox_domains = set(self.domains)
         seen: set[str] = set()
+        local_check = self.sasl.mechanism in ("pam", "shadow", "sasldb")
         for i, user in enumerate(self.users):
+            if local_check and user.password_hash is None and user.password_file is None:
+                raise ValueError(f"users.{i}: sasl.mechanism {self.sasl.mechanism} checks "
+                                 "passwords here: give password_hash or password_file")
+
             dom = user.address.split("@")[1]
             if dom not in mailbox_domains:
                 raise ValueError(f"users.{i}.address: domain {dom!r} is not listed in 'domains'")
@@ -306,7 +373,6 @@ class Settings(BaseSettings):
             if key in seen:
                 raise ValueError(
                     f"aliases.{key}: is also a user; a user address cannot be an alias")
-        return self
 
 
 def _check_networks(networks: list[Network]) -> None:

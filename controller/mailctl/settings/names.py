@@ -6,6 +6,7 @@ quotes, commas, `$`, `%`, `!`, `:` or control characters) and means one thing
 to Postfix and Cyrus alike.
 """
 
+import ipaddress
 import re
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -66,4 +67,33 @@ def crypt_hash(value: str) -> str:
             "is not a crypt hash of a known kind; make one with "
             "`openssl passwd -6` or `mkpasswd -m yescrypt`"
         )
+    return value
+
+
+def host_port(value: str) -> str:
+    """host or host:port (a DNS name or IPv4 address, port 1-65535)."""
+    host, sep, port = value.partition(":")
+    if sep and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        domain(host)
+    return value.lower()
+
+
+def ldap_url(value: str) -> str:
+    """ldap://host[:port][/] or ldaps://..., nothing more."""
+    m = re.match(r"^(ldaps?)://([^/]+)/?$", value)
+    if not m:
+        raise ValueError(f"{value!r} is not an LDAP URL like ldap://ldap.example.com/")
+    host_port(m.group(2))
+    return f"{m.group(1)}://{m.group(2).lower()}/"
+
+
+def one_line(value: str) -> str:
+    """Free text for a `key: value` line: printable, no line breaks, no edge blanks."""
+    if not value or value != value.strip() or not value.isprintable():
+        raise ValueError("must be one line of printable text without leading or trailing "
+                         "blanks")
     return value

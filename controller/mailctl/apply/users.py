@@ -1,0 +1,183 @@
+"""Where logins live besides the settings file (FEATURES S1, S4).
+
+- the user store: users added with `mailctl user add`, as `address:crypt-hash`
+  lines on the users volume; the controller watches it like the settings;
+- the SASL database (sasldb2) for mechanism sasldb, written with saslpasswd2;
+- system accounts for mechanism shadow, made with useradd and marked so that
+  only ours are ever changed or removed;
+- the Cyrus admin's own SASL database (see render.cyrus.admin_conf);
+- a login check against the running saslauthd, spoken over its socket.
+
+Side effects: all of the above. Clear-text passwords go to saslpasswd2 on
+stdin and over saslauthd's socket, never into argv or a log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import grp
+import os
+import pwd
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+from mailctl.apply.files import atomic_write
+from mailctl.apply.proc import run
+from mailctl.errors import CommandError, MailctlError
+
+USERS_DIR = Path(os.environ.get("MAILCTL_USERS_DIR", "/var/lib/mailctl/users"))
+STORE = "passwd"
+SASLDB = "sasldb2"
+SHADOW_MARK = "mailctl user"
+
+
+def store_path(base: Path = USERS_DIR) -> Path:
+    return base / STORE
+
+
+def sasldb_path(base: Path = USERS_DIR) -> Path:
+    return base / SASLDB
+
+
+@contextlib.contextmanager
+def locked(base: Path = USERS_DIR) -> Iterator[None]:
+    """One writer at a time (CLI calls may race the controller)."""
+    base.mkdir(parents=True, exist_ok=True, mode=0o750)
+    with open(base / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def read_store(base: Path = USERS_DIR) -> dict[str, str]:
+    """address -> crypt hash of the users added with the CLI."""
+    try:
+        lines = store_path(base).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    entries = {}
+    for line in lines:
+        address, sep, hashed = line.partition(":")
+        if sep and address and not line.startswith("#"):
+            entries[address] = hashed  # "" for mechanisms that check elsewhere
+    return entries
+
+
+def write_store(entries: dict[str, str], base: Path = USERS_DIR) -> None:
+    for address, hashed in entries.items():
+        if ":" in address + hashed or "\n" in address + hashed:
+            raise MailctlError(f"user {address!r}: cannot be written to the user store")
+    body = "".join(f"{a}:{h}\n" for a, h in sorted(entries.items()))
+    atomic_write(store_path(base), body.encode(), 0o600)
+
+
+# --- sasldb2 -----------------------------------------------------------------
+
+
+def _split(address: str) -> tuple[str, str]:
+    local, _, domain = address.partition("@")
+    return local, domain
+
+
+def sasldb_users(db: Path) -> set[str]:
+    if not db.exists():
+        return set()
+    out = run(["sasldblistusers2", "-f", str(db)], check=False).stdout
+    return {line.split(":", 1)[0] for line in out.splitlines() if ": userPassword" in line}
+
+
+def sasldb_set(db: Path, address: str, password: str) -> None:
+    local, domain = _split(address)
+    try:
+        run(["saslpasswd2", "-p", "-c", "-u", domain, "-f", str(db), local],
+            input_text=password)
+    except CommandError:
+        raise MailctlError(f"saslpasswd2 could not set the password of {address}") from None
+    os.chmod(db, 0o640)
+    os.chown(db, 0, grp.getgrnam("sasl").gr_gid)
+
+
+def sasldb_delete(db: Path, address: str) -> None:
+    local, domain = _split(address)
+    run(["saslpasswd2", "-d", "-u", domain, "-f", str(db), local], check=False)
+
+
+def admin_sasldb(db: Path, realm: str, password: str) -> None:
+    """The Cyrus admin's entry, readable by Cyrus only."""
+    if "cyrus@" + realm not in sasldb_users(db):
+        try:
+            run(["saslpasswd2", "-p", "-c", "-u", realm, "-f", str(db), "cyrus"],
+                input_text=password)
+        except CommandError:
+            raise MailctlError("saslpasswd2 could not write the Cyrus admin entry") from None
+    cyrus = pwd.getpwnam("cyrus")
+    os.chown(db, cyrus.pw_uid, cyrus.pw_gid)
+    os.chmod(db, 0o600)
+
+
+# --- system accounts (mechanism shadow) ---------------------------------------
+
+
+def _shadow_hashes(path: Path = Path("/etc/shadow")) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        parts = line.split(":")
+        if len(parts) > 1:
+            out[parts[0]] = parts[1]
+    return out
+
+
+def sync_accounts(wanted: dict[str, str]) -> list[str]:
+    """Make the marked system accounts exactly `wanted` (address -> crypt hash)."""
+    ours = {p.pw_name for p in pwd.getpwall() if p.pw_gecos == SHADOW_MARK}
+    others = {p.pw_name for p in pwd.getpwall()} - ours
+    clash = sorted(set(wanted) & others)
+    if clash:
+        raise MailctlError(f"users: {clash[0]} is a system account of the image")
+    current = _shadow_hashes()
+    changes = []
+    for address, hashed in sorted(wanted.items()):
+        if address not in ours:
+            run(["useradd", "--badname", "-M", "-N", "-g", "nogroup", "-d", "/nonexistent",
+                 "-s", "/usr/sbin/nologin", "-c", SHADOW_MARK, "-p", hashed, address])
+            changes.append(f"account {address} added")
+        elif current.get(address) != hashed:
+            run(["usermod", "-p", hashed, address])
+            changes.append(f"account {address} password changed")
+    for address in sorted(ours - set(wanted)):
+        run(["userdel", address])
+        changes.append(f"account {address} removed")
+    return changes
+
+
+# --- saslauthd ---------------------------------------------------------------
+
+
+def check_login(socket_path: str, login: str, password: str, service: str = "smtp",
+                timeout: float = 15.0) -> bool:
+    """Ask saslauthd as Postfix would: four length-prefixed strings, answer OK or NO."""
+    local, _, realm = login.partition("@")
+    fields = [local, password, service, realm]
+    payload = b"".join(struct.pack("!H", len(f.encode())) + f.encode() for f in fields)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(socket_path)
+            sock.sendall(payload)
+            size = struct.unpack("!H", _recv(sock, 2))[0]
+            answer = _recv(sock, size)
+        except OSError as exc:
+            raise MailctlError(f"cannot ask saslauthd: {exc}") from None
+    return answer.startswith(b"OK")
+
+
+def _recv(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise OSError("saslauthd closed the connection")
+        data += chunk
+    return data
