@@ -64,8 +64,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Validate and render (with stand-in secrets): what the file says, not its secrets."""
+    from mailctl.render import Secrets, render
+
     try:
         settings = load_settings(settings_path(args.settings_dir))
+        stand_in = "$6$mailctl-check$" + "x" * 86
+        render(settings, Secrets(
+            user_hashes={u.address: stand_in for u in settings.users},
+            fetchmail_passwords=dict.fromkeys(range(len(settings.fetchmail.accounts)), "x"),
+            relay_passwords=dict.fromkeys([settings.relay.host or "",
+                                           *settings.relay.senders], "x"),
+            ldap_bind_password="x"))  # noqa: S106 (a stand-in, checked for syntax only)
     except MailctlError as exc:
         print(f"mailctl: {exc}", file=sys.stderr)
         return 2

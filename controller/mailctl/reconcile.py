@@ -103,7 +103,19 @@ class Controller:
         for change in users.sync_accounts(
                 {a: h for a, h in resolved.user_hashes.items() if shadow}):
             output.emit("mailctl", f"shadow: {change}")
-        chroot.sync()
+        self.sync_chroot()
+
+    def sync_chroot(self) -> None:
+        """Refresh Postfix's chroot copies; running smtpd/smtp processes keep the resolver
+        and host files they read at start, so a changed one means a (graceful) reload."""
+        changed = chroot.sync()
+        for rel in changed:
+            output.emit("mailctl", f"chroot copy of /{rel} updated")
+        if any(rel != "etc/sasldb2" for rel in changed) and self.supervisor.ready("postfix"):
+            try:
+                self.supervisor.reload("postfix")
+            except MailctlError as exc:
+                output.emit("mailctl", f"postfix reload after a chroot change failed: {exc}")
 
     def apply(self, first: bool = False) -> bool:
         """Load, render and apply the settings; on any failure keep the live config."""
@@ -113,7 +125,7 @@ class Controller:
             if first:
                 dirs.ensure()
             settings, bundle, resolved = self.build()
-            chroot.sync()
+            self.sync_chroot()
             result = transaction.apply(bundle, force=first)
             self._sync_logins(settings, resolved)
             if result.revision is not None and not first:
@@ -208,8 +220,7 @@ class Controller:
             self.sync_mailboxes()
         if now - self._last_chroot >= 2.0:
             self._last_chroot = now
-            for rel in chroot.sync():
-                output.emit("mailctl", f"chroot copy of /{rel} updated")
+            self.sync_chroot()
 
     def run(self, debounce: float = 0.05) -> None:
         while not self.stop_requested:

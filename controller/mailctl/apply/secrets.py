@@ -101,6 +101,12 @@ def resolve(settings: Settings, cli_users: frozenset[str] = frozenset(),
              for i, acc in enumerate(settings.fetchmail.accounts)}
     bind = settings.sasl.ldap.bind_password_file
     bind_pw = read_secret(bind, "sasl.ldap.bind_password_file") if bind else ""
+    relay = settings.relay
+    logins = ([(relay.host, relay.password_file, "relay.password_file")] if relay.host else [])
+    logins += [(k, v.password_file, f"relay.senders.{k}.password_file")
+               for k, v in relay.senders.items()]
+    relay_pw = {key: read_secret(path, setting) for key, path, setting in logins if path}
     cert, key = tls_material(settings, state)
     return Secrets(user_hashes=hashes, user_passwords=clear_by_user, tls_cert=cert,
-                   tls_key=key, fetchmail_passwords=fetch, ldap_bind_password=bind_pw)
+                   tls_key=key, fetchmail_passwords=fetch, ldap_bind_password=bind_pw,
+                   relay_passwords=relay_pw)

@@ -6,6 +6,7 @@ reload is refused here, before it can go live.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -35,7 +36,10 @@ def _checked(argv: list[str], what: str) -> str:
 def compile_maps(stage: Path, bundle: Bundle) -> None:
     conf = str(stage / "postfix")
     for rel in bundle.postmap:
-        _checked(["postmap", "-c", conf, f"hash:{stage / rel}"], f"postmap {rel}")
+        src = stage / rel
+        _checked(["postmap", "-c", conf, f"hash:{src}"], f"postmap {rel}")
+        # The .db is as secret as its source (relay passwords are root-only).
+        os.chmod(src.with_name(src.name + ".db"), src.stat().st_mode & 0o777)
     for rel in bundle.postalias:
         _checked(["postalias", "-c", conf, f"hash:{stage / rel}"], f"postalias {rel}")
 

@@ -75,6 +75,7 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
 def render(settings: Settings, secrets: Secrets) -> Bundle:
     files: dict[str, File] = {}
     files.update(postfix.files(settings))
+    files.update(postfix.relay_passwords(settings, secrets))
     files.update(cyrus.files(settings))
     files.update(sasl.files(settings, secrets))
     files.update(postgrey.files(settings))

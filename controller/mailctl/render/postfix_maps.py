@@ -72,11 +72,24 @@ def aliases(settings: Settings) -> Table:
     return Table("aliases", "hash", HEADER + "".join(lines))
 
 
+def class_param(name: str) -> str:
+    """The main.cf parameter of restriction class `name`. A prefix no Postfix parameter
+    has: a class named smtpd_relay_restrictions must not replace the relay guard."""
+    return f"mailctl_class_{name}"
+
+
+def _actions(settings: Settings, table: dict[str, str]) -> dict[str, str]:
+    """Access-map values, with restriction-class names as their parameter names."""
+    classes = settings.restrictions.classes
+    return {k: class_param(v) if v in classes else v for k, v in table.items()}
+
+
 def tables(settings: Settings) -> dict[str, Table]:
     m, a = settings.maps, settings.access
-    clients_cidr = {k: v for k, v in a.clients.items() if _is_network(k)}
-    clients_host = {k: v for k, v in a.clients.items() if not _is_network(k)}
-    helo = dict(a.helo)
+    clients = _actions(settings, a.clients)
+    clients_cidr = {k: v for k, v in clients.items() if _is_network(k)}
+    clients_host = {k: v for k, v in clients.items() if not _is_network(k)}
+    helo = _actions(settings, a.helo)
     if a.reject_own_helo:
         helo.setdefault(settings.hostname, "REJECT do not use my hostname as HELO")
     owners: dict[str, list[str]] = {u.address: [u.address] for u in settings.users}
@@ -95,12 +108,15 @@ def tables(settings: Settings) -> dict[str, Table]:
         _table("client_access.cidr", "cidr", clients_cidr, "access.clients"),
         _table("client_access", "hash", clients_host, "access.clients"),
         _table("helo_access", "hash", helo, "access.helo"),
-        _table("sender_access", "hash", dict(a.senders), "access.senders"),
-        _table("recipient_access", "hash", dict(a.recipients), "access.recipients"),
+        _table("sender_access", "hash", _actions(settings, a.senders), "access.senders"),
+        _table("recipient_access", "hash", _actions(settings, a.recipients),
+               "access.recipients"),
         _table("rbl_whitelist.cidr", "cidr",
                {k: "OK" for k in settings.rbl.whitelist if _is_network(k)}, "rbl.whitelist"),
         _table("rbl_whitelist", "hash",
                {k: "OK" for k in settings.rbl.whitelist if not _is_network(k)}, "rbl.whitelist"),
+        _table("sender_relay", "hash",
+               {k: v.host for k, v in settings.relay.senders.items()}, "relay.senders"),
         Table("sender_mx_bogons.cidr", "cidr",
               HEADER + "".join(f"{net}\tREJECT {text}\n" for net, text in BOGON_MX)),
     ]
@@ -156,6 +172,8 @@ def expand(settings: Settings, t: dict[str, Table], tok: str) -> list[str]:
             return [f"check_client_access {t['rbl_whitelist.cidr'].ref}",
                     f"check_client_access {t['rbl_whitelist'].ref}",
                     *(f"reject_rbl_client {zone}" for zone in settings.rbl.lists)]
+    if tok in settings.restrictions.classes:
+        return [class_param(tok)]
     return [tok]
 
 
@@ -171,7 +189,8 @@ def restriction_lists(settings: Settings) -> dict[str, list[str]]:
     # Smuggling/pipelining guard first, whatever the data list says (SECURITY.md).
     out["data"] = ["reject_unauth_pipelining",
                    *[x for x in out["data"] if x != "reject_unauth_pipelining"]]
-    out["classes"] = list(r.classes)
+    out["classes"] = [class_param(name) for name in r.classes]
     for name, tokens in r.classes.items():
-        out[f"class:{name}"] = [x for tok in tokens for x in expand(settings, t, tok)]
+        out[f"class:{class_param(name)}"] = [x for tok in tokens
+                                             for x in expand(settings, t, tok)]
     return out

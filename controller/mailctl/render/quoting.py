@@ -43,16 +43,22 @@ def main_cf_list(items: Iterable[str], setting: str) -> str:
     out = []
     for item in items:
         _no_control(item, setting)
-        if not item or _BLANK.search(item) or any(c in item for c in ",{}$"):
+        if not item or _BLANK.search(item) or any(c in item for c in ",{}$") \
+                or item.startswith("#"):
             raise RenderError(f"{setting}: {item!r} cannot be a list element in main.cf")
         out.append(item)
     return ", ".join(out)
 
 
+# Parameters holding free text: never folded (Postfix would keep the indent of a
+# continuation line, and drop one that starts with '#').
+FREE_TEXT = frozenset({"smtpd_banner"})
+
+
 def fold(name: str, value: str, width: int = 78) -> str:
     """`name = value`, long lists continued on indented lines (the Postfix way)."""
     line = f"{name} = {value}" if value else f"{name} ="
-    if len(line) <= width or ", " not in value:
+    if len(line) <= width or ", " not in value or name in FREE_TEXT:
         return line
     parts = value.split(", ")
     lines = [f"{name} ="]
@@ -96,8 +102,10 @@ def map_line(key: str, value: str, setting: str) -> str:
 
 
 def master_option(name: str, value: str, setting: str) -> str:
-    """One `-o name=value` for master.cf: blanks would split it into two arguments."""
+    """One `-o name=value` for master.cf: blanks would split it into two arguments, and
+    the value is expanded like main.cf's, so `$` is made literal."""
     _no_control(value, setting)
+    value = value.replace("$", "$$")
     if not value or _BLANK.search(value) or value.startswith("{"):
         raise RenderError(f"{setting}: {value!r} cannot be a master.cf option value")
     return f"-o {name}={value}"
@@ -107,9 +115,12 @@ def master_option(name: str, value: str, setting: str) -> str:
 
 
 def imapd_value(value: str, setting: str) -> str:
-    """An imapd.conf value: one line, no trailing backslash (it joins the next line)."""
+    """An imapd.conf value: one line, not empty (Cyrus stops on an empty value), no
+    trailing backslash (it joins the next line)."""
     _no_control(value, setting)
     _no_edge_blanks(value, setting)
+    if not value:
+        raise RenderError(f"{setting}: an empty value would stop Cyrus")
     if value.endswith("\\"):
         raise RenderError(f"{setting}: {value!r} ends with a backslash")
     return value
@@ -153,9 +164,9 @@ def fetchmail_string(value: str, setting: str, secret: bool = False) -> str:
 
 
 def postgrey_entry(value: str, setting: str) -> str:
-    """A literal postgrey whitelist line: never a /regex/, no blanks."""
+    """A literal postgrey whitelist line: never a /regex/, no blanks, no `#` (a comment)."""
     _no_control(value, setting)
-    if not value or _BLANK.search(value) or value.startswith("/"):
+    if not value or _BLANK.search(value) or value.startswith("/") or "#" in value:
         raise RenderError(f"{setting}: {value!r} cannot be a postgrey whitelist entry")
     return value
 
@@ -167,7 +178,9 @@ def saslauthd_value(value: str, setting: str, secret: bool = False) -> str:
     """A `key: value` line of saslauthd.conf: the value runs to the end of the line and
     loses blanks at its edges, so line breaks and edge blanks are refused."""
     _no_control(value, setting, secret)
-    if not value or value != value.strip():
+    # saslauthd reads the file in 4 KiB pieces: a longer line would start a new option.
+    if not value or value != value.strip() or len(value.encode()) > 1000:
         shown = "the value" if secret else repr(value)
-        raise RenderError(f"{setting}: {shown} is empty or starts or ends with blanks")
+        raise RenderError(f"{setting}: {shown} is empty, longer than 1000 bytes, or starts "
+                          "or ends with blanks")
     return value

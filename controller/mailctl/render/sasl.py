@@ -24,7 +24,7 @@ SASLAUTHD_CONF = "sasl/saslauthd.conf"
 def _pwdfile(entries: dict[str, str]) -> str:
     lines = []
     for user, hashed in entries.items():
-        if ":" in user or ":" in hashed or "\n" in user + hashed:
+        if ":" in user + hashed or any(ord(c) < 32 or c == "\x7f" for c in user + hashed):
             raise RenderError(
                 f"users: the entry for {user!r} cannot be written to the user database")
         lines.append(f"{user}:{hashed}\n")

@@ -15,3 +15,4 @@ class Secrets:
     tls_key: bytes = field(default=b"", repr=False)
     fetchmail_passwords: dict[int, str] = field(default_factory=dict, repr=False)
     ldap_bind_password: str = field(default="", repr=False)
+    relay_passwords: dict[str, str] = field(default_factory=dict, repr=False)

@@ -38,7 +38,12 @@ def read_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SettingsError(f"settings file {path} is not valid YAML: {exc}") from exc
+        # Only where and what: the offending line may hold a password pasted by mistake.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise SettingsError(f"settings file {path} is not valid YAML{where}: {problem}"
+                            ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -53,6 +58,13 @@ def load_settings(path: Path | None = None) -> Settings:
 
 def build_settings(data: Mapping[str, Any]) -> Settings:
     """Validate a settings mapping (plus the process's MAIL_* env vars)."""
+    fields = set(Settings.model_fields)
+    for name in sorted(os.environ):
+        if name.upper().startswith("MAIL_"):
+            top = name[5:].split("__", 1)[0].lower()
+            if top not in fields:
+                raise SettingsError(f"env {name}: is not a known setting (MAIL_ + a "
+                                    "top-level setting, e.g. MAIL_HOSTNAME)")
     try:
         return Settings(**data)
     except pydantic.ValidationError as exc:

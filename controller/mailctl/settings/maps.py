@@ -31,7 +31,7 @@ _TRANSPORT = re.compile(
 
 def local_name(value: str) -> str:
     text = value.lower()
-    if not _LOCAL_NAME.match(text):
+    if not _LOCAL_NAME.fullmatch(text):
         raise ValueError(f"{value!r} is not a local name (letters, digits, . _ -)")
     return text
 
@@ -51,7 +51,7 @@ def alias_target(value: str) -> str:
 
 
 def _path(value: str) -> str:
-    if not re.match(r"^/[A-Za-z0-9_./-]{1,200}$", value) or "/../" in value + "/":
+    if not re.fullmatch(r"/[A-Za-z0-9_./-]{1,200}", value) or "/../" in value + "/":
         raise ValueError(f"{value!r} is not an absolute path of plain characters")
     return value
 
@@ -60,7 +60,7 @@ def action(value: str) -> str:
     """An access-map action: OK, DUNNO, REJECT/WARN/HOLD/DISCARD [text], 4xx/5xx text,
     or the name of a restriction class (checked against restrictions.classes)."""
     text = value.strip()
-    if not _ACTION.match(text) and not re.match(r"^[a-z][a-z0-9_]{0,31}$", text):
+    if not _ACTION.fullmatch(text) and not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", text):
         raise ValueError(
             f"{value!r} is not an access action (OK, DUNNO, REJECT text, WARN text, "
             "HOLD text, DISCARD text, or a 4xx/5xx code with text)"
@@ -69,7 +69,7 @@ def action(value: str) -> str:
 
 
 def transport(value: str) -> str:
-    if not _TRANSPORT.match(value):
+    if not _TRANSPORT.fullmatch(value):
         raise ValueError(f"{value!r} is not a transport (e.g. smtp:[host]:587, error:text)")
     return value
 

@@ -28,6 +28,8 @@ CryptHash = Annotated[str, AfterValidator(names.crypt_hash)]
 LdapUrl = Annotated[str, AfterValidator(names.ldap_url)]
 RimapServer = Annotated[str, AfterValidator(names.host_port)]
 ConfValue = Annotated[str, AfterValidator(names.one_line)]
+NextHop = Annotated[str, AfterValidator(names.next_hop)]
+SenderKey = Annotated[str, AfterValidator(names.address_or_catchall)]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # A trusted network this wide is an open relay in all but name.
@@ -64,7 +66,7 @@ class User(Group):
 class Smtp(Group):
     """Core Postfix behaviour (main.cf), FEATURES P1."""
 
-    banner: str | None = Field(
+    banner: ConfValue | None = Field(
         default=None,
         max_length=200,
         description="Text after the host name in the 220 greeting; default 'ESMTP'.",
@@ -196,6 +198,52 @@ class Sasl(Group):
         return self
 
 
+class RelayLogin(Group):
+    """A relay host and the login this server uses there (FEATURES S6)."""
+
+    host: NextHop = Field(description="e.g. [smtp.example.net]:587 (brackets: no MX lookup).")
+    username: ConfValue | None = Field(default=None, description="Login at the relay host.")
+    password_file: Path | None = Field(
+        default=None, description="File holding that login's password (a secret)."
+    )
+
+    @model_validator(mode="after")
+    def _both(self) -> RelayLogin:
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("give both username and password_file, or neither")
+        if self.username is not None and ":" in self.username:
+            raise ValueError("username: a ':' would end the login in smtp_sasl_password_maps")
+        return self
+
+
+class Relay(Group):
+    """Outbound mail through a provider's relay host (relayhost, FEATURES S6, P16)."""
+
+    host: NextHop | None = Field(
+        default=None, description="relayhost for all outbound mail, e.g. [smtp.example.net]:587."
+    )
+    username: ConfValue | None = Field(default=None, description="Login at the relay host.")
+    password_file: Path | None = Field(
+        default=None, description="File holding that login's password (a secret)."
+    )
+    senders: dict[SenderKey, RelayLogin] = Field(
+        default_factory=dict,
+        description="Sender address or @domain -> its own relay host and login "
+        "(sender_dependent_relayhost_maps with smtp_sender_dependent_authentication).",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Relay:
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("relay: give both username and password_file, or neither")
+        if self.username is not None and self.host is None:
+            raise ValueError("relay.username: a login needs relay.host")
+        if self.username is not None and ":" in self.username:
+            raise ValueError("relay.username: a ':' would end the login in "
+                             "smtp_sasl_password_maps")
+        return self
+
+
 class Cyrus(Group):
     """Cyrus IMAP (imapd.conf), FEATURES C1-C5."""
 
@@ -272,6 +320,11 @@ class Settings(BaseSettings):
     local_domains: list[Domain] = Field(
         default_factory=list, description="Extra mydestination domains (system mail)."
     )
+    relay_domains: list[Domain] = Field(
+        default_factory=list,
+        description="Domains this server accepts and passes on (backup MX, a backend behind "
+        "it): routed by maps.transports or their MX. Pair with reject_unverified_recipient.",
+    )
     networks: list[Network] = Field(
         default_factory=list,
         description="Trusted client networks that may relay without login; loopback is always in.",
@@ -287,6 +340,7 @@ class Settings(BaseSettings):
     rbl: Rbl = Field(default_factory=Rbl)
     smtp: Smtp = Field(default_factory=Smtp)
     sasl: Sasl = Field(default_factory=Sasl)
+    relay: Relay = Field(default_factory=Relay)
     greylisting: Greylisting = Field(default_factory=Greylisting)
     cyrus: Cyrus = Field(default_factory=Cyrus)
     fetchmail: Fetchmail = Field(default_factory=Fetchmail)
@@ -330,6 +384,16 @@ class Settings(BaseSettings):
         _no_overlap("alias_domains", self.alias_domains, "domains", self.domains)
         _no_overlap("alias_domains", self.alias_domains, "the local names (hostname, "
                     "local_domains)", self.local_names)
+        _no_overlap("relay_domains", self.relay_domains, "the local names (hostname, "
+                    "local_domains)", self.local_names)
+        _no_overlap("relay_domains", self.relay_domains, "domains", self.domains)
+        both = sorted(set(self.alias_domains) & set(self.relay_domains))
+        if both:
+            raise ValueError(
+                f"relay_domains: {both[0]} is also in alias_domains; Postfix would warn "
+                f"'do not list domain {both[0]} in BOTH virtual_alias_domains and "
+                "relay_domains' and relay it the wrong way; list it in one of them"
+            )
         mailbox_domains = set(self.domains)
         seen: set[str] = set()
         local_check = self.sasl.mechanism in ("pam", "shadow", "sasldb")

@@ -18,7 +18,7 @@ _HASH_RE = re.compile(r"^\$(?:1|5|6|y|gy|2[aby]|7)\$[./A-Za-z0-9$=,]{8,}$")
 def domain(value: str) -> str:
     """A DNS domain name, lower-cased; no trailing dot, no IP literal."""
     text = value.strip().lower()
-    if len(text) > 253 or not _DOMAIN_RE.match(text):
+    if len(text) > 253 or not _DOMAIN_RE.fullmatch(text):
         raise ValueError(f"{value!r} is not a domain name (letters, digits, '-' and dots only)")
     if text.replace(".", "").isdigit():
         raise ValueError(f"{value!r} is an IP address, not a domain name")
@@ -37,7 +37,7 @@ def hostname(value: str) -> str:
 def local_part(value: str) -> str:
     """The part before '@': no quotes, '%', '!', blanks or other routing tricks."""
     text = value.lower()
-    if not _LOCAL_RE.match(text) or ".." in text:
+    if not _LOCAL_RE.fullmatch(text) or ".." in text:
         raise ValueError(
             f"{value!r} is not an allowed local part "
             "(letters, digits and . _ + - only, not at the start or end)"
@@ -62,7 +62,7 @@ def address_or_catchall(value: str) -> str:
 
 def crypt_hash(value: str) -> str:
     """A crypt(3) hash of a kind libxcrypt verifies ($6$, $5$, $y$, $2b$ ...)."""
-    if not _HASH_RE.match(value):
+    if not _HASH_RE.fullmatch(value):
         raise ValueError(
             "is not a crypt hash of a known kind; make one with "
             "`openssl passwd -6` or `mkpasswd -m yescrypt`"
@@ -72,6 +72,8 @@ def crypt_hash(value: str) -> str:
 
 def host_port(value: str) -> str:
     """host or host:port (a DNS name or IPv4 address, port 1-65535)."""
+    if not value or any(ch.isspace() for ch in value):
+        raise ValueError(f"{value!r} is not a host (blanks are not allowed)")
     host, sep, port = value.partition(":")
     if sep and not (port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
@@ -84,7 +86,7 @@ def host_port(value: str) -> str:
 
 def ldap_url(value: str) -> str:
     """ldap://host[:port][/] or ldaps://..., nothing more."""
-    m = re.match(r"^(ldaps?)://([^/]+)/?$", value)
+    m = re.fullmatch(r"(ldaps?)://([^/\s]+)/?", value)
     if not m:
         raise ValueError(f"{value!r} is not an LDAP URL like ldap://ldap.example.com/")
     host_port(m.group(2))
@@ -93,7 +95,22 @@ def ldap_url(value: str) -> str:
 
 def one_line(value: str) -> str:
     """Free text for a `key: value` line: printable, no line breaks, no edge blanks."""
-    if not value or value != value.strip() or not value.isprintable():
-        raise ValueError("must be one line of printable text without leading or trailing "
-                         "blanks")
+    if not value or value != value.strip() or not value.isprintable() or len(value) > 1000:
+        raise ValueError("must be one line of printable text (up to 1000 characters) "
+                         "without leading or trailing blanks")
     return value
+
+
+def next_hop(value: str) -> str:
+    """A Postfix next hop: host, host:port, [host] or [host]:port (brackets: no MX lookup)."""
+    text = value.strip().lower()
+    host, port = text, ""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{value!r} is not a host like [smtp.example.net]:587")
+        port = rest[1:]
+    elif ":" in text:
+        host, _, port = text.partition(":")
+    host_port(f"{host}:{port}" if port else host)
+    return text

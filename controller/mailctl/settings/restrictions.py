@@ -41,7 +41,7 @@ def token(value: str) -> str:
     parts = value.split()
     if len(parts) == 2 and parts[0] in WITH_DOMAIN:
         return f"{parts[0]} {names.domain(parts[1])}"
-    if len(parts) == 1 and (parts[0] in SIMPLE or _CLASS.match(parts[0])):
+    if len(parts) == 1 and (parts[0] in SIMPLE or _CLASS.fullmatch(parts[0])):
         return parts[0]
     raise ValueError(
         f"{value!r} is not a restriction this appliance knows (e.g. permit_mynetworks, "
@@ -50,7 +50,7 @@ def token(value: str) -> str:
 
 
 def class_name(value: str) -> str:
-    if not _CLASS.match(value) or value in SIMPLE:
+    if not _CLASS.fullmatch(value) or value in SIMPLE:
         raise ValueError(f"{value!r} cannot name a restriction class (a-z, 0-9, _; not a "
                          "restriction name)")
     return value

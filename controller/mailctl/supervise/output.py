@@ -12,11 +12,12 @@ import threading
 from typing import IO
 
 _lock = threading.Lock()
-_SECRETISH = re.compile(r"(?i)(pass(word)?|secret|token)(\s*[=:]\s*|\s+)\S+")
+_SECRETISH = re.compile(
+    r"""(?i)(pass(?:word|wd|phrase)?|secret|token)(["']?\s*[=:]\s*["']?|\s+)[^\s"',]+""")
 
 
 def emit(name: str, line: str) -> None:
-    line = _SECRETISH.sub(r"\1\3***", line.rstrip("\r\n"))
+    line = _SECRETISH.sub(r"\1\2***", line.rstrip("\r\n"))
     with _lock:
         sys.stdout.write(f"{name}: {line}\n")
         sys.stdout.flush()

@@ -1,0 +1,315 @@
+"""Renderers: pure and deterministic, a change touches only its files, and the relay
+guard holds whatever restriction lists the user writes."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mailctl.errors import RenderError
+from mailctl.render import Bundle, Secrets, render
+from mailctl.render.fetchmail import RC
+from mailctl.settings import Settings
+from mailctl.settings.loader import load_settings
+
+from tests.unit.factory import (
+    HASH,
+    base_data,
+    fetchmail_tokens,
+    main_cf_params,
+    master_cf_services,
+    master_options,
+    parse_main_cf,
+    parse_table,
+    postfix_list,
+    secrets_for,
+    settings,
+)
+
+RELAY_GUARD = ["permit_mynetworks", "permit_sasl_authenticated", "reject_unauth_destination"]
+
+
+def bundle_of(s: Settings, secrets: Secrets | None = None) -> Bundle:
+    return render(s, secrets or secrets_for(s))
+
+
+def changed(a: Bundle, b: Bundle) -> set[str]:
+    return {p for p in set(a.files) | set(b.files) if a.files.get(p) != b.files.get(p)}
+
+
+def reloaded(b: Bundle, paths: set[str]) -> set[str]:
+    """The daemons whose spec says they read one of `paths` (what reconcile reloads)."""
+    return {d.name for d in b.daemons if any(p.startswith(d.reads) for p in paths) and d.reads}
+
+
+def main_cf(b: Bundle) -> str:
+    return b.files["postfix/main.cf"].content.decode()
+
+
+# --- deterministic and pure ------------------------------------------------------
+
+RICH: dict[str, Any] = {
+    "aliases": {"postmaster@example.com": "alice@example.com",
+                "team@example.com": ["alice@example.com", "bob@example.com"],
+                "@example.com": "alice@example.com"},
+    "networks": ["192.168.2.0/24"],
+    "maps": {"canonical": {"old@example.com": "alice@example.com"},
+             "transports": {"example.net": "smtp:[relay.example.net]:587"},
+             "local_aliases": {"root": ["alice@example.com"]}},
+    "access": {"clients": {"192.0.2.0/24": "REJECT go away", "spam.example.org": "REJECT"},
+               "senders": {"spam@example.org": "REJECT"}},
+    "restrictions": {"preset": "internet",
+                     "classes": {"strict": ["reject_unknown_sender_domain"]}},
+    "rbl": {"lists": ["zen.spamhaus.org"], "whitelist": ["192.0.2.7"]},
+    "greylisting": {"whitelist_clients": ["friend.example.org", "198.51.100.0/24"]},
+    "fetchmail": {"accounts": [{"server": "pop.example.net", "user": "me",
+                                "password_file": "/s", "deliver_to": "bob@example.com"}]},
+    "cyrus": {"admins": ["alice@example.com"]},
+}
+
+
+def test_render_twice_gives_the_same_bytes() -> None:
+    s = settings(**RICH)
+    a, b = bundle_of(s), bundle_of(s)
+    assert a.files == b.files
+    assert a.daemons == b.daemons
+    assert (a.postmap, a.postalias, a.mailboxes) == (b.postmap, b.postalias, b.mailboxes)
+
+
+def test_same_file_loaded_twice_renders_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump(base_data(**RICH)))
+    a, b = load_settings(path), load_settings(path)
+    assert bundle_of(a).files == bundle_of(b).files
+
+
+def test_map_order_in_the_settings_does_not_change_the_tables() -> None:
+    a = ("a@example.com", "alice@example.com")
+    b = ("b@example.com", "bob@example.com")
+    x, y = ("x@example.org", "REJECT"), ("y@example.org", "OK")
+    one = settings(aliases=dict([a, b]), access={"senders": dict([x, y])})
+    two = settings(aliases=dict([b, a]), access={"senders": dict([y, x])})
+    assert changed(bundle_of(one), bundle_of(two)) == set()
+
+
+def test_render_reads_no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(**RICH)
+    before = bundle_of(s).files
+    monkeypatch.setenv("MAIL_HOSTNAME", "other.example.net")
+    monkeypatch.setenv("MAILCTL_ETC", "/elsewhere")
+    assert bundle_of(s).files == before
+
+
+# --- a change touches only its files ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "files", "daemons"),
+    [
+        ({"aliases": {"postmaster@example.com": "alice@example.com",
+                      "info@example.com": ["alice@example.com", "bob@example.com"]}},
+         {"postfix/virtual"}, {"postfix"}),
+        ({"users": [{"address": "alice@example.com", "password_hash": HASH},
+                    {"address": "bob@example.com", "password_hash": HASH, "quota_mb": 100},
+                    {"address": "carol@example.com", "password_hash": HASH}]},
+         {"postfix/vmailbox", "postfix/sender_login", "sasl/users"}, {"postfix"}),
+        ({"smtp": {"message_size_limit": 1_000_000}}, {"postfix/main.cf"}, {"postfix"}),
+        ({"maps": {"canonical": {"old@example.com": "alice@example.com"}}},
+         {"postfix/canonical", "postfix/main.cf"}, {"postfix"}),
+        ({"access": {"senders": {"spam@example.org": "REJECT"}}}, {"postfix/sender_access"},
+         {"postfix"}),
+        ({"cyrus": {"quota_warn": 80}}, {"cyrus/imapd.conf", "cyrus/imapd-admin.conf"}, set()),
+        ({"cyrus": {"pop3": False}}, {"cyrus/cyrus.conf"}, {"cyrus"}),
+        ({"greylisting": {"whitelist_clients": ["friend.example.org"]}},
+         {"postgrey/whitelist_clients"}, {"postgrey"}),
+        ({"greylisting": {"delay": 60}}, set(), set()),
+        ({"sasl": {"mech_list": ["plain"]}},
+         {"postfix/sasl/smtpd.conf", "cyrus/imapd.conf", "cyrus/imapd-admin.conf"}, {"postfix"}),
+    ],
+    ids=["add-alias", "add-user", "size-limit", "canonical", "sender-access", "quota-warn",
+         "no-pop3", "greylist-whitelist", "greylist-delay", "mech-list"],
+)
+def test_a_change_touches_only_its_files(
+    changes: dict[str, Any], files: set[str], daemons: set[str]
+) -> None:
+    before, after = bundle_of(settings()), bundle_of(settings(**changes))
+    assert changed(before, after) == files
+    assert reloaded(after, files) == daemons
+
+
+def test_greylist_delay_changes_only_the_command_line() -> None:
+    before, after = bundle_of(settings()), bundle_of(settings(greylisting={"delay": 60}))
+    assert before.daemon("postgrey").argv != after.daemon("postgrey").argv
+    assert "--delay=60" in after.daemon("postgrey").argv
+    assert before.daemon("postfix") == after.daemon("postfix")
+
+
+def test_adding_a_user_adds_its_mailbox() -> None:
+    b = bundle_of(settings())
+    assert b.mailboxes == {"alice@example.com": None, "bob@example.com": 100 * 1024}
+
+
+# --- the relay guard -------------------------------------------------------------
+
+USER_LISTS: list[tuple[str, dict[str, Any]]] = [
+    ("defaults", {}),
+    ("internet-preset", {"restrictions": {"preset": "internet"}}),
+    ("recipient-permit", {"restrictions": {"recipient": ["permit"]}}),
+    ("recipient-permit-auth-dest", {"restrictions": {"recipient": [
+        "permit_auth_destination", "permit"]}}),
+    ("greylist-first", {"restrictions": {"recipient": ["greylist", "permit"]}}),
+    ("no-reject-unauth", {"restrictions": {"recipient": ["permit_mynetworks", "dunno"]}}),
+    ("every-stage-permits", {"restrictions": {s: ["permit"] for s in (
+        "client", "helo", "sender", "recipient", "data")}}),
+    ("class-permits", {"restrictions": {"classes": {"allow_all": ["permit"]},
+                                        "recipient": ["allow_all"]},
+                       "access": {"clients": {"0.0.0.0/0": "allow_all"}}}),
+    ("access-ok-everyone", {"access": {"clients": {"0.0.0.0/0": "OK"},
+                                       "recipients": {"example.org": "OK"}}}),
+    ("trusted-network", {"networks": ["192.168.2.0/24", "2001:db8::/48"]}),
+    ("auth-on-25", {"sasl": {"on_port_25": True}}),
+]
+
+
+@pytest.mark.parametrize("changes", [pytest.param(c, id=i) for i, c in USER_LISTS])
+def test_relay_guard_ends_with_reject_unauth_destination(changes: dict[str, Any]) -> None:
+    s = settings(**changes)
+    b = bundle_of(s)
+    defs = parse_main_cf(main_cf(b))
+    names = [n for n, _ in defs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    assert not twice, f"defined twice: {twice}"
+    params = dict(defs)
+    relay = postfix_list(params["smtpd_relay_restrictions"])
+    assert relay[-1] in ("reject_unauth_destination", "defer_unauth_destination")
+    assert set(relay[:-1]) <= {"permit_mynetworks", "permit_sasl_authenticated"}
+    assert params["compatibility_level"] == "3.6"
+    assert params["mynetworks_style"] == "host"
+    mynetworks = postfix_list(params["mynetworks"])
+    # IPv6 needs [] (else `2001:...` reads as type:table); [addr/len] and [addr]/len are one.
+    assert all(n.startswith("[") for n in mynetworks if ":" in n)
+    assert [n.replace("[", "").replace("]", "") for n in mynetworks] == [
+        "127.0.0.0/8", "::1/128", *(str(n) for n in s.networks)]
+    assert postfix_list(params["smtpd_data_restrictions"])[0] == "reject_unauth_pipelining"
+    services = master_cf_services(b.files["postfix/master.cf"].content.decode())
+    assert "smtpd_relay_restrictions" not in master_options(services["smtp"])
+    for port in ("submission", "smtps"):
+        opts = master_options(services[port])
+        assert opts["smtpd_relay_restrictions"] == "permit_sasl_authenticated,reject"
+        assert opts["smtpd_tls_auth_only"] == "yes"
+
+
+@pytest.mark.parametrize("name", ["smtpd_relay_restrictions", "mynetworks"])
+def test_a_restriction_class_cannot_redefine_a_parameter(name: str) -> None:
+    s = settings(restrictions={"classes": {name: ["permit"]}})
+    defs = parse_main_cf(main_cf(bundle_of(s)))
+    names = [n for n, _ in defs]
+    assert names.count(name) == 1
+    params = dict(defs)
+    assert postfix_list(params["smtpd_relay_restrictions"]) == RELAY_GUARD
+    assert postfix_list(params["mynetworks"]) == ["127.0.0.0/8", "[::1]/128"]
+
+
+def test_data_stage_keeps_the_pipelining_guard_first() -> None:
+    s = settings(restrictions={"data": ["permit", "reject_unauth_pipelining"]})
+    params = main_cf_params(main_cf(bundle_of(s)))
+    assert postfix_list(params["smtpd_data_restrictions"]) == ["reject_unauth_pipelining",
+                                                                "permit"]
+
+
+def test_greylisting_off_removes_the_policy_service() -> None:
+    without = bundle_of(settings(greylisting={"enabled": False}))
+    on = main_cf_params(main_cf(bundle_of(settings())))
+    off = main_cf_params(main_cf(without))
+    assert "check_policy_service inet:127.0.0.1:10023" in on["smtpd_recipient_restrictions"]
+    assert "check_policy_service" not in off["smtpd_recipient_restrictions"]
+    assert "postgrey" not in {d.name for d in without.daemons}
+
+
+def test_smtp_hardening_is_always_rendered() -> None:
+    params = main_cf_params(main_cf(bundle_of(settings())))
+    assert params["smtpd_forbid_bare_newline"] in ("normalize", "reject")
+    assert params["smtpd_forbid_unauth_pipelining"] == "yes"
+    assert params["smtpd_tls_auth_only"] == "yes"
+    assert params["smtpd_sasl_auth_enable"] == "no"  # no AUTH on port 25 unless asked
+
+
+# --- files, modes and daemons --------------------------------------------------------
+
+
+def test_secret_files_are_not_world_readable() -> None:
+    b = bundle_of(settings(**RICH))
+    assert b.files[RC].mode & 0o077 == 0 and b.files[RC].owner == "fetchmail"
+    assert b.files["sasl/users"].mode & 0o077 == 0
+    assert b.files["tls/key.pem"].mode & 0o007 == 0
+
+
+def test_fetchmailrc_means_what_the_settings_say() -> None:
+    password = 'x" preconnect "touch /tmp/pwned\\ \u00fc'
+    s = settings(fetchmail={"interval": 120, "accounts": [
+        {"server": "pop.example.net", "protocol": "imap", "port": 993, "user": 'me "quoted"',
+         "password_file": "/s", "deliver_to": "bob@example.com", "keep": True}]})
+    rc = bundle_of(s, secrets_for(s, fetchmail_password=password)).files[RC].content
+    tokens = [t for k, t in fetchmail_tokens(rc)]
+    kinds = [k for k, t in fetchmail_tokens(rc)]
+    assert tokens == [
+        "set", "daemon", "120", "set", "no", "bouncemail", "set", "postmaster", "postmaster",
+        "poll", "pop.example.net", "proto", "imap", "port", "993",
+        "user", 'me "quoted"', "password", password,
+        "is", "bob@example.com", "here", "smtpname", "bob@example.com",
+        "smtphost", "127.0.0.1/25", "ssl", "sslcertck", "keep",
+    ]
+    strings = {t for k, t in zip(kinds, tokens, strict=True) if k == "string"}
+    assert {password, 'me "quoted"', "pop.example.net"} <= strings
+
+
+def test_daemons_start_in_dependency_order() -> None:
+    b = bundle_of(settings(**RICH))
+    order = [d.name for d in b.daemons]
+    assert order == ["saslauthd", "cyrus", "postgrey", "postfix", "fetchmail"]
+    for i, d in enumerate(b.daemons):
+        assert set(d.before) <= set(order[:i]), f"{d.name} waits for a later daemon"
+    assert set(b.daemon("postfix").before) >= {"saslauthd", "cyrus", "postgrey"}
+
+
+@pytest.mark.parametrize(
+    ("secrets_change", "setting"),
+    [({"user_hashes": {}}, "users"), ({"fetchmail_passwords": {}}, "fetchmail.accounts.0")],
+    ids=["user-hash", "fetchmail-password"],
+)
+def test_missing_secret_is_refused_naming_the_setting(
+    secrets_change: dict[str, Any], setting: str
+) -> None:
+    s = settings(**RICH)
+    full = secrets_for(s)
+    sec = Secrets(**{**{f: getattr(full, f) for f in full.__dataclass_fields__},
+                     **secrets_change})
+    with pytest.raises(RenderError, match=setting):
+        render(s, sec)
+
+
+def test_aliases_file_means_what_the_settings_say() -> None:
+    targets = ["alice@example.com", "bob", "/var/mail/archive", ":include:/etc/mail/team"]
+    s = settings(maps={"local_aliases": {"root": targets, "Webmaster": ["root"]}})
+    text = bundle_of(s).files["postfix/aliases"].content.decode()
+    read = {}
+    for key, value in parse_table(text):  # postalias: `name: target, target`
+        assert key.endswith(":"), key
+        read[key[:-1]] = [t.strip() for t in value.split(",")]
+    assert read == {"root": targets, "webmaster": ["root"], "postmaster": ["root"],
+                    "mailer-daemon": ["postmaster"], "abuse": ["postmaster"]}
+
+
+def test_cidr_tables_hold_only_networks() -> None:
+    b = bundle_of(settings(**RICH))
+    cidr = [p for p in b.files if p.endswith(".cidr")]
+    assert {"postfix/client_access.cidr", "postfix/rbl_whitelist.cidr"} <= set(cidr)
+    for path in cidr:
+        for key, value in parse_table(b.files[path].content.decode()):
+            ipaddress.ip_network(key)  # a cidr table key is a network, nothing else
+            assert value
+    entries = parse_table(b.files["postfix/client_access.cidr"].content.decode())
+    assert entries == [("192.0.2.0/24", "REJECT go away")]
