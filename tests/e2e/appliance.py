@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import ipaddress
 import json
 import os
 import smtplib
@@ -30,6 +31,14 @@ import yaml
 IMAGE = os.environ.get("MAILTEST_IMAGE", "mailserver:latest")
 PORTS = (25, 465, 587, 143, 993, 110, 995, 8080)
 LABEL = "mailctl-test"
+
+
+def bridge_gateway(client: docker.DockerClient) -> str:
+    """Where connections to published ports come from (Docker's userland proxy)."""
+    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    if "Gateway" in config:
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def tls_context() -> ssl.SSLContext:
@@ -202,7 +211,8 @@ def start(client: docker.DockerClient, settings: dict[str, Any] | None, settings
           network: str | None = None, volumes: dict[str, dict[str, str]] | None = None,
           environment: dict[str, str] | None = None, extra_files: dict[str, str] | None = None,
           wait: bool = True, ipv6: bool = False,
-          extra_hosts: dict[str, str] | None = None) -> Appliance:
+          extra_hosts: dict[str, str] | None = None, dns: list[str] | None = None
+          ) -> Appliance:
     settings_dir.mkdir(parents=True, exist_ok=True)
     if settings is not None:
         (settings_dir / "settings.yaml").write_text(yaml.safe_dump(settings))
@@ -213,7 +223,7 @@ def start(client: docker.DockerClient, settings: dict[str, Any] | None, settings
     container = client.containers.run(
         IMAGE,
         detach=True,
-        dns=["127.0.0.1"],
+        dns=dns or ["127.0.0.1"],  # a test's own DNS peer, or nothing answers
         labels={LABEL: "1"},
         hostname="mail",
         network=network,

@@ -15,8 +15,8 @@ import time
 import docker
 import pytest
 
-from tests.e2e.appliance import IMAGE, LABEL, Appliance, message
-from tests.e2e.conftest import PASSWORDS
+from tests.e2e.appliance import IMAGE, LABEL, Appliance, bridge_gateway, message
+from tests.e2e.conftest import PASSWORDS, base_settings
 
 ALICE = ("alice@example.com", PASSWORDS["alice@example.com"])
 
@@ -57,6 +57,26 @@ def test_stranger_is_greylisted_then_accepted_after_the_delay(appliance: Applian
     finally:
         client.quit()
     appliance.wait_delivered(*ALICE, mid)
+
+
+def test_greylisting_whitelists_recipients_and_clients(client: docker.DockerClient,
+                                                       fresh: Appliance) -> None:
+    settings = base_settings()
+    settings["greylisting"]["whitelist_recipients"] = [ALICE[0]]
+    fresh.write_settings(settings)
+    sender = f"friend-{time.monotonic_ns()}@sender.mailctl.test"
+    deadline = time.monotonic() + 15
+    while (result := rcpt_reply(fresh, sender, ALICE[0]))[0] != 250:
+        assert time.monotonic() < deadline, result
+        time.sleep(0.2)
+    code, reply = rcpt_reply(fresh, sender, "bob@example.com")
+    assert code == 450 and b"reylist" in reply, reply  # only alice is whitelisted
+    settings["greylisting"]["whitelist_clients"] = [bridge_gateway(client)]
+    fresh.write_settings(settings)
+    deadline = time.monotonic() + 15
+    while (result := rcpt_reply(fresh, f"new-{sender}", "bob@example.com"))[0] != 250:
+        assert time.monotonic() < deadline, result
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("rcpt", RELAY_TRICKS)
