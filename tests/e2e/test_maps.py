@@ -6,6 +6,7 @@ import json
 import smtplib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -45,6 +46,12 @@ def settings() -> dict[str, Any]:
                         "drop@sender.test": "DISCARD", "fine@bad.test": "OK"},
             "recipients": {"watched@example.com": "WARN watch this one"},
             "helo": {"evil.test": "REJECT go away, evil"},
+            "patterns": [
+                {"stage": "helo", "type": "pcre", "pattern": r"^bad-[0-9]+\.example$",
+                 "action": "REJECT pcre says no"},
+                {"stage": "sender", "type": "regexp", "pattern": "@spam[.]example$",
+                 "action": "REJECT regexp says no"},
+            ],
         },
     }
 
@@ -195,10 +202,43 @@ def test_recipient_access_warn_logs_and_delivers(app: Appliance) -> None:
 
 
 @pytest.mark.parametrize(("helo", "text"), [("evil.test", b"go away, evil"),
-                                           ("mail.example.com", b"my hostname")])
+                                           ("mail.example.com", b"my hostname"),
+                                           ("bad-42.example", b"pcre says no")])
 def test_helo_access_and_own_name(app: Appliance, helo: str, text: bytes) -> None:
     _, (code, reply) = outside(app, "x@sender.test", ALICE[0], helo=helo)
     assert code == 554 and text in reply
+
+
+def test_sender_regexp_pattern(app: Appliance) -> None:
+    _, (code, reply) = outside(app, "anyone@spam.example", ALICE[0])
+    assert code == 554 and b"regexp says no" in reply, reply
+
+
+def test_lmdb_tables_and_a_bad_pattern_refused(client: docker.DockerClient,
+                                               tmp_path: Path) -> None:
+    lmdb = {**settings(), "maps": {**settings()["maps"], "table_type": "lmdb"}}
+    with running(client, lmdb, tmp_path, extra_files={"team.txt": f"{BOB[0]}\n"}) as app:
+        code, out = app.exec("postconf", "-h", "virtual_alias_maps", "default_database_type")
+        assert code == 0 and out.split() == ["lmdb:${config_directory}/virtual", "lmdb"], out
+        assert app.exec("test", "-s", "/etc/postfix/virtual.lmdb")[0] == 0
+        assert app.cli("lookup", "virtual", "info@example.com")[1].strip() == \
+            "alice@example.com, bob@example.com"
+        c = app.smtp(587, login=ALICE)
+        mid, text = message(ALICE[0], "info@example.com", "through an lmdb alias")
+        c.sendmail(ALICE[0], ["info@example.com"], text)
+        c.quit()
+        app.wait_delivered(*BOB, mid)
+        # a pattern PCRE cannot compile is refused by postmap; the old config serves on
+        revision = app.readyz()[1]["revision"]
+        bad = {**lmdb, "access": {**lmdb["access"], "patterns": [
+            {"stage": "helo", "pattern": "(unclosed", "action": "REJECT x"}]}}
+        app.write_settings(bad)
+        deadline = time.monotonic() + 15
+        while (body := app.readyz()[1])["last_apply"]["ok"]:
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+        assert "postmap postfix/helo_access.pcre" in body["last_apply"]["error"], body
+        assert body["revision"] == revision
 
 
 def test_authenticated_user_cannot_send_as_someone_else(app: Appliance) -> None:
@@ -226,6 +266,8 @@ def test_authenticated_user_cannot_send_as_someone_else(app: Appliance) -> None:
     ("sender_mx_bogons.cidr", "10.1.2.3",
      "REJECT IP address of MX host is a IANA reserved address RFC1918"),
     ("helo_access", "mail.example.com", "REJECT do not use my hostname as HELO"),
+    ("helo_access.pcre", "BAD-7.example", "REJECT pcre says no"),
+    ("sender_access.regexp", "x@spam.example", "REJECT regexp says no"),
 ])
 def test_cli_lookup_in_every_rendered_table(app: Appliance, table: str, key: str,
                                             value: str) -> None:

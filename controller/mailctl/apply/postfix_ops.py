@@ -16,16 +16,22 @@ from mailctl.errors import MailctlError
 
 CONFIG = Path("/etc/postfix")
 _QUEUE_ID = re.compile(r"^[0-9A-Za-z]{6,32}$")
-_TABLE = re.compile(r"^[a-z_]+(\.cidr)?$")
+_TABLE = re.compile(r"[a-z_]+(\.(cidr|pcre|regexp))?")
 
 
 def tables(config: Path = CONFIG) -> dict[str, str]:
-    """Every table in the live config, name -> `type:path` as Postfix reads it."""
+    """Every table in the live config, name -> `type:path` as Postfix reads it.
+    Root-only tables (relay passwords) are left out: a lookup would print secrets."""
     out = {}
     for path in sorted(config.iterdir()):
         if path.suffix in (".db", ".cf", ".lmdb") or not path.is_file():
             continue
-        kind = "cidr" if path.suffix == ".cidr" else "hash"
+        if not path.stat().st_mode & 0o004:
+            continue
+        if path.suffix in (".cidr", ".pcre", ".regexp"):
+            kind = path.suffix[1:]
+        else:
+            kind = "lmdb" if path.with_name(path.name + ".lmdb").exists() else "hash"
         out[path.name] = f"{kind}:{path}"
     return out
 
@@ -33,7 +39,7 @@ def tables(config: Path = CONFIG) -> dict[str, str]:
 def lookup(table: str, key: str, config: Path = CONFIG) -> str | None:
     """`postmap -q` (or `postalias -q`) against a live table; None when not found."""
     known = tables(config)
-    if not _TABLE.match(table) or table not in known:
+    if not _TABLE.fullmatch(table) or table not in known:
         raise MailctlError(f"no table named {table!r}; tables: {', '.join(known)}")
     if "\n" in key or not key:
         raise MailctlError("the key must be one non-empty line")

@@ -33,15 +33,31 @@ def _checked(argv: list[str], what: str) -> str:
     return done.stdout
 
 
+SUFFIX = {"hash": ".db", "lmdb": ".lmdb"}
+PATTERN_TABLES = (".pcre", ".regexp")
+
+
 def compile_maps(stage: Path, bundle: Bundle) -> None:
+    """postmap/postalias the compiled tables; open each pcre/regexp table once, which
+    compiles every pattern (a bad one is a warning, and so a failure)."""
     conf = str(stage / "postfix")
+    db = bundle.db_type
     for rel in bundle.postmap:
         src = stage / rel
-        _checked(["postmap", "-c", conf, f"hash:{src}"], f"postmap {rel}")
-        # The .db is as secret as its source (relay passwords are root-only).
-        os.chmod(src.with_name(src.name + ".db"), src.stat().st_mode & 0o777)
+        _checked(["postmap", "-c", conf, f"{db}:{src}"], f"postmap {rel}")
+        # The compiled file is as secret as its source (relay passwords are root-only).
+        os.chmod(src.with_name(src.name + SUFFIX[db]), src.stat().st_mode & 0o777)
     for rel in bundle.postalias:
-        _checked(["postalias", "-c", conf, f"hash:{stage / rel}"], f"postalias {rel}")
+        _checked(["postalias", "-c", conf, f"{db}:{stage / rel}"], f"postalias {rel}")
+    for rel in sorted(bundle.files):
+        suffix = Path(rel).suffix
+        if rel.startswith("postfix/") and suffix in PATTERN_TABLES:
+            # exit 1 (not found) is expected; complaints are what counts
+            done = run(["postmap", "-c", conf, "-q", "mailctl-probe",
+                        f"{suffix[1:]}:{stage / rel}"], check=False, timeout=60)
+            bad = _complaints(done.stderr)
+            if bad or done.returncode not in (0, 1):
+                raise ValidationError(f"postmap {rel}: " + "; ".join(bad or [done.stderr]))
 
 
 def cyrus(stage: Path) -> None:

@@ -87,5 +87,6 @@ def render(settings: Settings, secrets: Secrets) -> Bundle:
         daemons=daemons(settings),
         postmap=postfix.postmap_paths(settings),
         postalias=postfix.ALIASES,
+        db_type=settings.maps.table_type,
         mailboxes=cyrus.mailboxes(settings),
     )

@@ -55,9 +55,10 @@ class Bundle:
 
     files: dict[str, File]
     daemons: tuple[DaemonSpec, ...]
-    postmap: tuple[str, ...] = ()  # revision paths to compile with postmap (hash)
+    postmap: tuple[str, ...] = ()  # revision paths to compile with postmap (db_type)
     postalias: tuple[str, ...] = ()  # revision paths to compile with postalias
     mailboxes: dict[str, int | None] = field(default_factory=dict)  # user -> quota (KiB)
+    db_type: str = "hash"  # of the compiled tables: hash or lmdb
 
     def daemon(self, name: str) -> DaemonSpec:
         return next(d for d in self.daemons if d.name == name)

@@ -33,10 +33,12 @@ def main_cf(settings: Settings) -> str:
     s = settings.smtp
     tables = pm.tables(settings)
     lists = pm.restriction_lists(settings)
+    db = settings.maps.table_type
     banner = q.main_cf_text(s.banner, "smtp.banner") if s.banner else "ESMTP"
     p: list[tuple[str, str]] = [
         ("compatibility_level", "3.6"),
         ("meta_directory", META),
+        ("default_database_type", settings.maps.table_type),
         ("maillog_file", "/dev/stdout"),
         ("myhostname", settings.hostname),
         ("mydomain", settings.mydomain),
@@ -71,9 +73,9 @@ def main_cf(settings: Settings) -> str:
         ("transport_maps", tables["transport"].ref),
         ("smtpd_sender_login_maps", tables["sender_login"].ref),
         ("virtual_mailbox_domains", q.main_cf_list(settings.domains, "domains")),
-        ("virtual_mailbox_maps", "hash:${config_directory}/vmailbox"),
+        ("virtual_mailbox_maps", f"{db}:${{config_directory}}/vmailbox"),
         ("virtual_alias_domains", q.main_cf_list(settings.alias_domains, "alias_domains")),
-        ("virtual_alias_maps", "hash:${config_directory}/virtual"),
+        ("virtual_alias_maps", f"{db}:${{config_directory}}/virtual"),
         ("virtual_transport", LMTP),
         # TLS (FEATURES P16): offered on 25, required on 587, wrapper mode on 465.
         ("smtpd_tls_cert_file", f"{LIVE}/tls/cert.pem"),
@@ -109,7 +111,7 @@ def main_cf(settings: Settings) -> str:
         ("smtp_sender_dependent_authentication", "yes" if settings.relay.senders else "no"),
         ("smtp_sasl_auth_enable", "yes" if relay_logins(settings) else "no"),
         ("smtp_sasl_password_maps",
-         f"hash:${{config_directory}}/{RELAY_PASSWORDS}" if relay_logins(settings) else ""),
+         f"{db}:${{config_directory}}/{RELAY_PASSWORDS}" if relay_logins(settings) else ""),
         ("smtp_sasl_security_options", "noanonymous, noplaintext"),
         ("smtp_sasl_tls_security_options", "noanonymous"),
         ("relay_domains", q.main_cf_list(settings.relay_domains, "relay_domains")),
@@ -271,9 +273,9 @@ def files(settings: Settings) -> dict[str, File]:
 
 
 def postmap_paths(settings: Settings) -> tuple[str, ...]:
-    """hash tables to compile with postmap (aliases go to postalias)."""
-    hashed = [t.path for t in pm.tables(settings).values() if t.kind == "hash"
-              and t.name != "aliases"]
+    """Tables to compile with postmap (aliases go to postalias)."""
+    hashed = [t.path for t in pm.tables(settings).values()
+              if t.kind == settings.maps.table_type and t.name != "aliases"]
     return ("postfix/virtual", "postfix/vmailbox", f"postfix/{RELAY_PASSWORDS}", *hashed)
 
 

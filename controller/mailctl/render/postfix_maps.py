@@ -1,7 +1,8 @@
 """Postfix lookup tables from the settings (FEATURES P2, P5-P8, P12). Pure.
 
-Each table is (path in the revision, type, text). hash tables are compiled
-by postmap (aliases by postalias); cidr tables are read as text by Postfix.
+Each table is (path in the revision, type, text). hash/lmdb tables are compiled
+by postmap (aliases by postalias); cidr, pcre and regexp tables are read as
+text by Postfix.
 """
 
 from __future__ import annotations
@@ -69,7 +70,26 @@ def aliases(settings: Settings) -> Table:
     for name, value in sorted(entries.items()):
         q.map_value(value, f"maps.local_aliases.{name}")
         lines.append(f"{q.map_key(name, 'maps.local_aliases')}:\t{value}\n")
-    return Table("aliases", "hash", HEADER + "".join(lines))
+    return Table("aliases", settings.maps.table_type, HEADER + "".join(lines))
+
+
+STAGES = ("client", "helo", "sender", "recipient")
+PATTERN_TYPES = ("pcre", "regexp")
+
+
+def pattern_tables(settings: Settings) -> list[Table]:
+    """access.patterns as <stage>_access.pcre / .regexp tables (only those with lines)."""
+    out = []
+    for stage in STAGES:
+        for kind in PATTERN_TYPES:
+            lines = [q.pattern_line(p.pattern, _action(settings, p.action),
+                                    f"access.patterns.{i}")
+                     for i, p in enumerate(settings.access.patterns)
+                     if p.stage == stage and p.type == kind]
+            if lines:
+                out.append(Table(f"{stage}_access.{kind}", kind,
+                                 HEADER + "".join(line + "\n" for line in lines)))
+    return out
 
 
 def class_param(name: str) -> str:
@@ -78,14 +98,18 @@ def class_param(name: str) -> str:
     return f"mailctl_class_{name}"
 
 
+def _action(settings: Settings, action: str) -> str:
+    """An access-map value, a restriction-class name as its parameter name."""
+    return class_param(action) if action in settings.restrictions.classes else action
+
+
 def _actions(settings: Settings, table: dict[str, str]) -> dict[str, str]:
-    """Access-map values, with restriction-class names as their parameter names."""
-    classes = settings.restrictions.classes
-    return {k: class_param(v) if v in classes else v for k, v in table.items()}
+    return {k: _action(settings, v) for k, v in table.items()}
 
 
 def tables(settings: Settings) -> dict[str, Table]:
     m, a = settings.maps, settings.access
+    db = m.table_type
     clients = _actions(settings, a.clients)
     clients_cidr = {k: v for k, v in clients.items() if _is_network(k)}
     clients_host = {k: v for k, v in clients.items() if not _is_network(k)}
@@ -98,25 +122,26 @@ def tables(settings: Settings) -> dict[str, Table]:
     logins = {address: ", ".join(users) for address, users in owners.items()}
     out = [
         aliases(settings),
-        _table("canonical", "hash", dict(m.canonical), "maps.canonical"),
-        _table("sender_canonical", "hash", dict(m.sender_canonical), "maps.sender_canonical"),
-        _table("recipient_canonical", "hash", dict(m.recipient_canonical),
+        _table("canonical", db, dict(m.canonical), "maps.canonical"),
+        _table("sender_canonical", db, dict(m.sender_canonical), "maps.sender_canonical"),
+        _table("recipient_canonical", db, dict(m.recipient_canonical),
                "maps.recipient_canonical"),
-        _table("relocated", "hash", dict(m.relocated), "maps.relocated"),
-        _table("transport", "hash", dict(m.transports), "maps.transports"),
-        _table("sender_login", "hash", logins, "maps.sender_logins"),
+        _table("relocated", db, dict(m.relocated), "maps.relocated"),
+        _table("transport", db, dict(m.transports), "maps.transports"),
+        _table("sender_login", db, logins, "maps.sender_logins"),
         _table("client_access.cidr", "cidr", clients_cidr, "access.clients"),
-        _table("client_access", "hash", clients_host, "access.clients"),
-        _table("helo_access", "hash", helo, "access.helo"),
-        _table("sender_access", "hash", _actions(settings, a.senders), "access.senders"),
-        _table("recipient_access", "hash", _actions(settings, a.recipients),
+        _table("client_access", db, clients_host, "access.clients"),
+        _table("helo_access", db, helo, "access.helo"),
+        _table("sender_access", db, _actions(settings, a.senders), "access.senders"),
+        _table("recipient_access", db, _actions(settings, a.recipients),
                "access.recipients"),
         _table("rbl_whitelist.cidr", "cidr",
                {k: "OK" for k in settings.rbl.whitelist if _is_network(k)}, "rbl.whitelist"),
-        _table("rbl_whitelist", "hash",
+        _table("rbl_whitelist", db,
                {k: "OK" for k in settings.rbl.whitelist if not _is_network(k)}, "rbl.whitelist"),
-        _table("sender_relay", "hash",
+        _table("sender_relay", db,
                {k: v.host for k, v in settings.relay.senders.items()}, "relay.senders"),
+        *pattern_tables(settings),
         Table("sender_mx_bogons.cidr", "cidr",
               HEADER + "".join(f"{net}\tREJECT {text}\n" for net, text in BOGON_MX)),
     ]
@@ -153,14 +178,21 @@ DEFAULTS: dict[str, dict[str, list[str]]] = {
 }
 
 
+def _pattern_checks(t: dict[str, Table], stage: str) -> list[str]:
+    return [f"check_{stage}_access {t[name].ref}"
+            for name in (f"{stage}_access.{kind}" for kind in PATTERN_TYPES) if name in t]
+
+
 def expand(settings: Settings, t: dict[str, Table], tok: str) -> list[str]:
     """One settings token -> the main.cf restrictions it stands for."""
     match tok:
         case "check_client_access":
             return [f"check_client_access {t['client_access.cidr'].ref}",
-                    f"check_client_access {t['client_access'].ref}"]
+                    f"check_client_access {t['client_access'].ref}",
+                    *_pattern_checks(t, "client")]
         case "check_helo_access" | "check_sender_access" | "check_recipient_access":
-            return [f"{tok} {t[tok.removeprefix('check_')].ref}"]
+            stage = tok.removeprefix("check_").removesuffix("_access")
+            return [f"{tok} {t[tok.removeprefix('check_')].ref}", *_pattern_checks(t, stage)]
         case "check_sender_mx_access":
             bogons = settings.access.sender_mx_bogons
             return [f"check_sender_mx_access {t['sender_mx_bogons.cidr'].ref}"] if bogons else []

@@ -94,6 +94,15 @@ def map_value(value: str, setting: str, secret: bool = False) -> str:
     return value
 
 
+def pattern_line(pattern: str, value: str, setting: str) -> str:
+    """`/pattern/ value` for a pcre or regexp table. Postfix ends the pattern at the
+    first unescaped '/', so '/' and a trailing backslash are refused."""
+    _no_control(pattern, setting)
+    if not pattern or "/" in pattern or pattern.endswith("\\") or pattern != pattern.strip():
+        raise RenderError(f"{setting}: {pattern!r} cannot be written as /pattern/")
+    return f"/{pattern}/\t{map_value(value, setting)}"
+
+
 def map_line(key: str, value: str, setting: str) -> str:
     return f"{map_key(key, setting)}\t{map_value(value, setting)}"
 

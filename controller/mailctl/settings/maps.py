@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -74,6 +74,17 @@ def transport(value: str) -> str:
     return value
 
 
+def pattern_text(value: str) -> str:
+    """A regex for a /pattern/ table line: one line, no '/', no trailing backslash."""
+    if (not value or value != value.strip() or not value.isprintable() or "/" in value
+            or value.endswith("\\") or len(value) > 500):
+        raise ValueError(
+            f"{value!r} cannot be a table pattern (one line of up to 500 characters, no "
+            "blanks at the ends, no trailing backslash, and no '/': match a slash with '.')"
+        )
+    return value
+
+
 def client_key(value: str) -> str:
     """An IP, a network (CIDR) or a host/domain name."""
     try:
@@ -97,6 +108,21 @@ LocalName = Annotated[str, AfterValidator(local_name)]
 HeloKey = Annotated[str, AfterValidator(client_key)]
 
 
+class Pattern(Group):
+    """One line of a pcre or regexp access table (FEATURES P8, P15)."""
+
+    stage: Literal["client", "helo", "sender", "recipient"] = Field(
+        description="What is matched: the client's name or IP, the HELO name, the sender "
+        "or the recipient address."
+    )
+    type: Literal["pcre", "regexp"] = Field(default="pcre", description="Table type.")
+    pattern: Annotated[str, AfterValidator(pattern_text)] = Field(
+        description="The regular expression, without the surrounding slashes; matched "
+        "case-insensitively. Checked by Postfix before it goes live."
+    )
+    action: Action = Field(description="What to do on a match, as in the access maps.")
+
+
 class Access(Group):
     """Access maps (FEATURES P8): key -> action, checked at each SMTP stage."""
 
@@ -113,6 +139,11 @@ class Access(Group):
     )
     reject_own_helo: bool = Field(
         default=True, description="Refuse clients that greet with this server's name (a forgery)."
+    )
+    patterns: list[Pattern] = Field(
+        default_factory=list,
+        description="Regular-expression entries (pcre or regexp tables), checked after the "
+        "exact ones of the same stage.",
     )
     sender_mx_bogons: bool = Field(
         default=True,
@@ -151,4 +182,9 @@ class Maps(Group):
     )
     sender_logins: dict[AliasKey, list[Address]] = Field(
         default_factory=dict, description="Extra sender address -> logins allowed to use it."
+    )
+    table_type: Literal["hash", "lmdb"] = Field(
+        default="hash",
+        description="Type of the compiled lookup tables (default_database_type): hash "
+        "(Berkeley DB) or lmdb.",
     )
