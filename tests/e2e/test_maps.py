@@ -285,13 +285,16 @@ def test_cli_lookup_missing_key_and_unknown_table(app: Appliance) -> None:
 def test_cli_queue_hold_requeue_delete(app: Appliance) -> None:
     # A message for the outside is deferred (DNS is loopback only): use it.
     client = app.smtp(587, login=ALICE)
-    _, text = message(ALICE[0], "someone@example.net", "queue ops")
-    client.sendmail(ALICE[0], ["someone@example.net"], text)
+    for n in range(3):
+        _, text = message(ALICE[0], "someone@example.net", f"queue ops {n}")
+        client.sendmail(ALICE[0], ["someone@example.net"], text)
     client.quit()
     deadline = time.monotonic() + 20
-    while not (ids := [m["queue_id"] for m in app.queue() if m["queue_name"] == "deferred"]):
+    while len(ids := [m["queue_id"] for m in app.queue() if m["queue_name"] == "deferred"]) < 3:
         assert time.monotonic() < deadline, app.queue()
         time.sleep(0.2)
+    code, out = app.exec("mailctl", "queue", "list")
+    assert code == 0 and {m["queue_id"] for m in json.loads(out)} >= set(ids), out
     qid = ids[0]
     assert app.exec("mailctl", "queue", "hold", qid)[0] == 0
     assert {m["queue_id"]: m["queue_name"] for m in app.queue()}[qid] == "hold"
@@ -301,5 +304,7 @@ def test_cli_queue_hold_requeue_delete(app: Appliance) -> None:
     code, out = app.exec("mailctl", "queue", "delete", qid)
     assert code == 0, out
     assert qid not in json.dumps(app.queue())
+    assert app.exec("mailctl", "queue", "delete", "ALL")[0] == 0
+    assert app.queue() == []
     code, out = app.exec("mailctl", "queue", "delete", "x; rm -rf /")
     assert code == 2 and "not a queue ID" in out
