@@ -35,8 +35,9 @@ class ApplyStatus:
     mailbox_error: str | None = None
 
 
-def check_runtime(settings: Settings) -> None:
-    """Rules that need this container's facts: never trust our own Docker network."""
+def with_runtime(settings: Settings) -> Settings:
+    """The settings checked against this container's facts, and completed by them:
+    never trust our own Docker network; refuse a HELO that claims our own address."""
     own = netinfo.local_ipv4()
     for i, net in enumerate(settings.networks):
         inside = sorted(str(a) for a in own if net.version == 4 and a in net)
@@ -46,6 +47,13 @@ def check_runtime(settings: Settings) -> None:
                 "clients on a published port arrive from that network through Docker's "
                 "proxy, so trusting it would make this server an open relay"
             )
+    if not settings.access.reject_own_helo or not own:
+        return settings
+    text = "REJECT do not use my address as HELO"
+    helo = {k: text for ip in sorted(own) for k in (str(ip), f"[{ip}]")}
+    helo.update(settings.access.helo)
+    access = settings.access.model_copy(update={"helo": helo})
+    return settings.model_copy(update={"access": access})
 
 
 class Controller:
@@ -80,8 +88,7 @@ class Controller:
 
     def build(self) -> tuple[Settings, Bundle, Secrets]:
         store = users.read_store()
-        settings = with_cli_users(load_settings(self.settings_file), store)
-        check_runtime(settings)
+        settings = with_runtime(with_cli_users(load_settings(self.settings_file), store))
         resolved = secrets.resolve(settings, frozenset(store))
         return settings, render(settings, resolved), resolved
 

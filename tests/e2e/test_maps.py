@@ -209,6 +209,12 @@ def test_helo_access_and_own_name(app: Appliance, helo: str, text: bytes) -> Non
     assert code == 554 and text in reply
 
 
+def test_helo_with_my_own_address_is_refused(app: Appliance) -> None:
+    for helo in (f"[{app.ip}]", app.ip):
+        _, (code, reply) = outside(app, "x@sender.test", ALICE[0], helo=helo)
+        assert code == 554 and b"my address as HELO" in reply, (helo, reply)
+
+
 def test_sender_regexp_pattern(app: Appliance) -> None:
     _, (code, reply) = outside(app, "anyone@spam.example", ALICE[0])
     assert code == 554 and b"regexp says no" in reply, reply
