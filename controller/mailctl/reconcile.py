@@ -132,9 +132,8 @@ class Controller:
             if first:
                 dirs.ensure()
             settings, bundle, resolved = self.build()
-            self.sync_chroot()
             result = transaction.apply(bundle, force=first)
-            self._sync_logins(settings, resolved)
+            self._sync_logins(settings, resolved)  # and the chroot copies
             if result.revision is not None and not first:
                 self._post_actions(bundle, result)
         except MailctlError as exc:
