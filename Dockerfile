@@ -5,6 +5,8 @@ ARG BASE=debian:bookworm-slim
 FROM ${BASE}
 
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# The controller's threads (API, watchers, log pumps) need no malloc arena each: ~4 MB less.
+ENV MALLOC_ARENA_MAX=2
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \

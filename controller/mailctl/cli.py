@@ -21,15 +21,20 @@ from mailctl.supervise import output
 
 
 def _serve_api(ctl: object, port: int) -> None:
-    import uvicorn
+    """Serve the API from a thread of its own; importing FastAPI and uvicorn takes most
+    of a second, which the daemons need not wait for."""
 
-    from mailctl.api.app import admin_token, create_app
+    def _run() -> None:
+        import uvicorn
 
-    app = create_app(ctl, admin_token())  # type: ignore[arg-type]
-    config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning",
-                            access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    threading.Thread(target=server.run, name="api", daemon=True).start()
+        from mailctl.api.app import admin_token, create_app
+
+        app = create_app(ctl, admin_token())  # type: ignore[arg-type]
+        config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning",
+                                access_log=False, lifespan="off")
+        uvicorn.Server(config).run()
+
+    threading.Thread(target=_run, name="api", daemon=True).start()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

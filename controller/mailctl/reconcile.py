@@ -69,6 +69,7 @@ class Controller:
         self.stop_requested = False
         self.dirty_at: float | None = None
         self.mailboxes_pending = False
+        self.mailboxes_made = False  # the first sync after start has succeeded
         self._file_digest: str | None = None
         self._last_chroot = 0.0
         self._mailbox_retry_at = 0.0
@@ -207,6 +208,7 @@ class Controller:
         with self.lock:
             self.status.mailbox_error = None
         self.mailboxes_pending = False
+        self.mailboxes_made = True
 
     # --- the main loop -----------------------------------------------------
 
@@ -248,7 +250,8 @@ class Controller:
         problems: list[str] = []
         daemons = {}
         for st in self.supervisor.statuses():
-            ready = st.state == "running" and self.supervisor.ready(st.name)
+            # A daemon still in its start window counts once its ports answer.
+            ready = st.state in ("starting", "running") and self.supervisor.ready(st.name)
             daemons[st.name] = {"state": st.state, "ready": ready, "pid": st.pid,
                                 "restarts": st.restarts}
             if not ready:
@@ -260,6 +263,8 @@ class Controller:
                 problems.append(f"last settings change failed: {status.error}")
             if status.mailbox_error:
                 problems.append(status.mailbox_error)
+            elif not self.mailboxes_made and status.ok:
+                problems.append("the users' mailboxes are being created")
             body = {
                 "ready": not problems,
                 "problems": problems,

@@ -125,6 +125,35 @@ def test_quota_is_set_and_over_quota_mail_is_deferred(app: Appliance) -> None:
     assert mid not in app.message_ids(*BOB)
 
 
+def test_over_quota_bounces_when_set_and_defers_after_a_live_change(
+        client: docker.DockerClient, tmp_path: Path) -> None:
+    s = {**settings(), "cyrus": {"over_quota_perm_failure": True}}
+    with running(client, s, tmp_path) as app2:
+        def send_big(subject: str) -> str:
+            smtp = app2.smtp(587, login=ALICE)
+            mid, text = message(ALICE[0], BOB[0], subject, body="x" * 1500 * 1024)
+            smtp.sendmail(ALICE[0], [BOB[0]], text)
+            smtp.quit()
+            return mid
+
+        send_big("bounced at once")
+        deadline = time.monotonic() + 30
+        while "Over quota" not in (logs := app2.logs()) or "status=bounced" not in logs:
+            assert time.monotonic() < deadline, logs[-2000:]
+            time.sleep(0.3)
+        assert not [m for m in app2.queue() if m["queue_name"] == "deferred"]
+        app2.write_settings({**s, "cyrus": {"over_quota_perm_failure": False}})
+        deadline = time.monotonic() + 15
+        while app2.readyz()[1]["revision"] == "000001":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        send_big("deferred now")
+        deadline = time.monotonic() + 30
+        while not [m for m in app2.queue() if m["queue_name"] == "deferred"]:
+            assert time.monotonic() < deadline, (app2.queue(), app2.logs()[-2000:])
+            time.sleep(0.3)
+
+
 @pytest.mark.parametrize("port", [110, 995])
 def test_pop3_and_pop3s(app: Appliance, port: int) -> None:
     client = app.smtp(587, login=ALICE)

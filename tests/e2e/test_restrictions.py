@@ -31,7 +31,10 @@ def settings() -> dict[str, Any]:
             # A list that would open the server, were the relay guard not apart from it.
             "recipient": ["check_recipient_access", "permit"],
             "classes": {"internal_only": ["permit_mynetworks", "permit_sasl_authenticated",
-                                          "reject"]},
+                                          "reject"],
+                        # Classes named like the relay guard's parameters, written to
+                        # replace it: they must stay classes of their own.
+                        "smtpd_relay_restrictions": ["permit"], "mynetworks": ["permit"]},
         },
         "access": {"recipients": {"boss@example.com": "internal_only"}},
     }

@@ -156,6 +156,10 @@ def test_controller_ready_when_applied_and_daemons_run(tmp_path: Path) -> None:
                                          reload=Reload("none"))])
     r = client(ctl).get("/readyz")
     assert r.status_code == 503
+    assert r.json()["problems"] == ["postfix is stopped",
+                                    "the users' mailboxes are being created"]
+    ctl.mailboxes_made = True
+    r = client(ctl).get("/readyz")
     assert r.json()["problems"] == ["postfix is stopped"]
     ctl.supervisor.procs["postfix"].state = State.RUNNING  # no probes: running is ready
     r = client(ctl).get("/readyz")

@@ -84,7 +84,8 @@ class FakeValidate:
     def last(self) -> tuple[Path, frozenset[str] | None]:
         return self.calls[-1]
 
-    def __call__(self, stage: Path, b: Bundle, changed: frozenset[str] | None = None) -> None:
+    def __call__(self, stage: Path, b: Bundle, changed: frozenset[str] | None = None,
+                 live: Path | None = None) -> None:
         # The staged tree is complete when the checker runs.
         for rel, f in b.files.items():
             assert (stage / rel).read_bytes() == f.content

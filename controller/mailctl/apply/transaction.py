@@ -45,7 +45,7 @@ def apply(bundle: Bundle, root: Path = files.ROOT, force: bool = False) -> Resul
     try:
         files.write_tree(stage, bundle.files)
         timings["stage"] = time.monotonic() - t0
-        validate.stage(stage, bundle, None if live is None or force else changed)
+        validate.stage(stage, bundle, None if live is None or force else changed, live)
         timings["validate"] = time.monotonic() - t0 - timings["stage"]
     except MailctlError as exc:
         shutil.rmtree(stage, ignore_errors=True)

@@ -27,7 +27,9 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
         DaemonSpec(
             name="cyrus",
             argv=("/usr/sbin/cyrmaster", "-l", "64"),
-            reads=("cyrus/cyrus.conf",),  # imapd.conf is read by each new process
+            # imapd.conf is read when a process starts; preforked ones (lmtpd) would keep
+            # the old one, and SIGHUP makes cyrmaster replace them.
+            reads=("cyrus/",),
             reload=Reload("signal", signal=signal.SIGHUP),
             probes=(Probe("tcp", "127.0.0.1:143"), Probe("tcp", "127.0.0.1:993"),
                     Probe("unix", "/run/cyrus/socket/lmtp")),
