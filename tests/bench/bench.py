@@ -30,6 +30,15 @@ ALICE = ("alice@example.com", PASSWORDS["alice@example.com"])
 ROWS: list[tuple[str, float, str, float, str]] = []
 
 
+def bench_settings() -> dict:  # type: ignore[type-arg]
+    """The e2e settings with a greylisting delay no probe outlasts. The sender-MX check
+    is off: with no DNS server here, a new smtpd's first lookup takes a second to fail,
+    which would be measured instead of the settings change."""
+    settings = base_settings(300)
+    settings["access"] = {"sender_mx_bogons": False}
+    return settings
+
+
 def row(name: str, value: float, unit: str, baseline: float, baseline_name: str, target: str) -> None:
     ratio = value / baseline if baseline else float("nan")
     ROWS.append((name, value, unit, baseline, baseline_name))
@@ -70,7 +79,7 @@ def startup_and_memory(client: docker.DockerClient, runs: int = 3) -> None:
     ready = []
     with tempfile.TemporaryDirectory() as tmp:
         settings_dir = Path(tmp)
-        (settings_dir / "settings.yaml").write_text(yaml.safe_dump(base_settings(300)))
+        (settings_dir / "settings.yaml").write_text(yaml.safe_dump(bench_settings()))
         (settings_dir / "bob.pw").write_text(PASSWORDS["bob@example.com"] + "\n")
         for i in range(runs):
             proj = Project(settings_dir)
@@ -123,7 +132,7 @@ def change_to_live(app) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     for _ in range(20):
         probe("nobody@example.com")
     rtt = (time.monotonic() - t0) / 20
-    settings = base_settings(300)
+    settings = bench_settings()
     times = []
     for i in range(5):
         alias = f"bench{i}@example.com"

@@ -164,3 +164,15 @@ def test_many_applies_keep_a_few_revisions(tmp_path: Path, checker: FakeValidate
     names = sorted(p.name for p in (tmp_path / "revs").iterdir())
     assert names == ["000006", "000007", "000008"]
     assert live_text(tmp_path, "a") == "7"
+
+
+def test_retire_touches_the_old_revision_tables(tmp_path: Path) -> None:
+    old = tmp_path / "000001"
+    (old / "postfix").mkdir(parents=True)
+    table = old / "postfix" / "virtual.db"
+    table.write_bytes(b"x")
+    os.utime(table, (1000, 1000))
+    files.retire(old)
+    assert table.stat().st_mtime > 1000  # smtpd sees a changed table and restarts
+    assert table.read_bytes() == b"x"
+    files.retire(tmp_path / "no-such-revision")  # nothing to touch is fine

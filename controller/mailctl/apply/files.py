@@ -82,6 +82,22 @@ def swap(target: Path, root: Path = ROOT) -> None:
     os.replace(tmp, link)
 
 
+def retire(revision: Path) -> None:
+    """Touch the lookup tables of a revision that is no longer live.
+
+    An idle smtpd of the old generation keeps its tables open, and Postfix lets it
+    serve one more session after a reload. Before each session it checks whether a
+    table it holds has changed (a new mtime) and exits if so: touched, the old tables
+    send every such connection to a process of the new generation.
+    """
+    tables = revision / "postfix"
+    if not tables.is_dir():
+        return
+    for path in tables.iterdir():
+        if path.is_file():
+            os.utime(path)
+
+
 def prune(root: Path = ROOT, keep: int = KEEP) -> None:
     revs = root / "revs"
     live = live_revision(root)

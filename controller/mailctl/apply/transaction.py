@@ -54,6 +54,8 @@ def apply(bundle: Bundle, root: Path = files.ROOT, force: bool = False) -> Resul
         shutil.rmtree(stage, ignore_errors=True)
         raise ApplyError(f"the new settings were not applied: cannot write {exc}") from exc
     files.swap(stage, root)
+    if live is not None:
+        files.retire(live)
     files.prune(root)
     timings["total"] = time.monotonic() - t0
     return Result(stage, live, changed, timings)
