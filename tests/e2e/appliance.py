@@ -1,7 +1,8 @@
 """Start the built image with Docker and talk to it over real sockets.
 
-Every container gets `dns=127.0.0.1`: nothing a test does can send a DNS
-query (or mail) anywhere but this machine.
+Every container gets `dns=127.0.0.1`, or the address of a test's own DNS peer
+(which forwards nothing): nothing a test does can send a DNS query (or mail)
+anywhere but this machine.
 """
 
 from __future__ import annotations
