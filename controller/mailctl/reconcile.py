@@ -74,6 +74,7 @@ class Controller:
         self._last_chroot = 0.0
         self._mailbox_retry_at = 0.0
         self._sasldb_digests: dict[str, str] = {}
+        self._admin_realm: str | None = None  # the realm the admin entry was written for
 
     # --- applying settings -------------------------------------------------
 
@@ -95,7 +96,9 @@ class Controller:
 
     def _sync_logins(self, settings: Settings, resolved: Secrets) -> None:
         """What saslauthd's mechanism reads besides the revision: sasldb2, accounts."""
-        users.admin_sasldb(Path(ADMIN_SASLDB), settings.hostname, secrets.admin_password())
+        if self._admin_realm != settings.hostname or not Path(ADMIN_SASLDB).exists():
+            users.admin_sasldb(Path(ADMIN_SASLDB), settings.hostname, secrets.admin_password())
+            self._admin_realm = settings.hostname
         if settings.sasl.mechanism == "sasldb":
             db = users.sasldb_path()
             for address, password in resolved.user_passwords.items():

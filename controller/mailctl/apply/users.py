@@ -27,6 +27,7 @@ from pathlib import Path
 from mailctl.apply.files import atomic_write
 from mailctl.apply.proc import run
 from mailctl.errors import CommandError, MailctlError
+from mailctl.render.sasl import pwdfile
 
 USERS_DIR = Path(os.environ.get("MAILCTL_USERS_DIR", "/var/lib/mailctl/users"))
 STORE = "passwd"
@@ -66,10 +67,7 @@ def read_store(base: Path = USERS_DIR) -> dict[str, str]:
 
 
 def write_store(entries: dict[str, str], base: Path = USERS_DIR) -> None:
-    for address, hashed in entries.items():
-        if ":" in address + hashed or "\n" in address + hashed:
-            raise MailctlError(f"user {address!r}: cannot be written to the user store")
-    body = "".join(f"{a}:{h}\n" for a, h in sorted(entries.items()))
+    body = pwdfile(dict(sorted(entries.items())))  # pam_pwdfile's format, checked there
     atomic_write(store_path(base), body.encode(), 0o600)
 
 

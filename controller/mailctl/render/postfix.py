@@ -34,6 +34,7 @@ def main_cf(settings: Settings) -> str:
     tables = pm.tables(settings)
     lists = pm.restriction_lists(settings)
     db = settings.maps.table_type
+    relay_login = bool(relay_logins(settings))
     banner = q.main_cf_text(s.banner, "smtp.banner") if s.banner else "ESMTP"
     p: list[tuple[str, str]] = [
         ("compatibility_level", "3.6"),
@@ -109,9 +110,9 @@ def main_cf(settings: Settings) -> str:
         ("sender_dependent_relayhost_maps",
          tables["sender_relay"].ref if settings.relay.senders else ""),
         ("smtp_sender_dependent_authentication", "yes" if settings.relay.senders else "no"),
-        ("smtp_sasl_auth_enable", "yes" if relay_logins(settings) else "no"),
+        ("smtp_sasl_auth_enable", "yes" if relay_login else "no"),
         ("smtp_sasl_password_maps",
-         f"{db}:${{config_directory}}/{RELAY_PASSWORDS}" if relay_logins(settings) else ""),
+         f"{db}:${{config_directory}}/{RELAY_PASSWORDS}" if relay_login else ""),
         ("smtp_sasl_security_options", "noanonymous, noplaintext"),
         ("smtp_sasl_tls_security_options", "noanonymous"),
         ("relay_domains", q.main_cf_list(settings.relay_domains, "relay_domains")),

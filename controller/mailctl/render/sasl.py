@@ -21,7 +21,8 @@ SOCKET_DIR = "/var/spool/postfix/var/run/saslauthd"
 SASLAUTHD_CONF = "sasl/saslauthd.conf"
 
 
-def _pwdfile(entries: dict[str, str]) -> str:
+def pwdfile(entries: dict[str, str]) -> str:
+    """`user:hash` lines, as pam_pwdfile reads them (and the CLI's user store is kept)."""
     lines = []
     for user, hashed in entries.items():
         if ":" in user + hashed or any(ord(c) < 32 or c == "\x7f" for c in user + hashed):
@@ -66,7 +67,7 @@ def files(settings: Settings, secrets: Secrets) -> dict[str, File]:
             raise RenderError(f"users: no password for {', '.join(missing)}")
         users = {u.address: secrets.user_hashes[u.address] for u in settings.users}
     return {
-        "sasl/users": File(_pwdfile(users).encode(), 0o600),
+        "sasl/users": File(pwdfile(users).encode(), 0o600),
         SASLAUTHD_CONF: File(saslauthd_conf(settings, secrets).encode(), 0o600),
         **{f"pam/{service}": text(pam_service()) for service in ("smtp", "imap", "pop", "sieve")},
     }
