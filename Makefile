@@ -59,5 +59,7 @@ bench: venv image
 
 lint: venv
 	$(VENV)/bin/ruff check controller tests
+	$(VENV)/bin/ruff format --check controller tests
 	$(VENV)/bin/mypy controller/mailctl
+	MYPYPATH=controller $(VENV)/bin/mypy --config-file controller/pyproject.toml tests
 	cd controller && ../$(VENV)/bin/lint-imports

@@ -30,8 +30,9 @@ def _serve_api(ctl: object, port: int) -> None:
         from mailctl.api.app import admin_token, create_app
 
         app = create_app(ctl, admin_token())  # type: ignore[arg-type]
-        config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning",
-                                access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            app, host="0.0.0.0", port=port, log_level="warning", access_log=False, lifespan="off"
+        )
         uvicorn.Server(config).run()
 
     threading.Thread(target=_run, name="api", daemon=True).start()
@@ -75,17 +76,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(settings_path(args.settings_dir))
         stand_in = "$6$mailctl-check$" + "x" * 86
-        render(settings, Secrets(
-            user_hashes={u.address: stand_in for u in settings.users},
-            fetchmail_passwords=dict.fromkeys(range(len(settings.fetchmail.accounts)), "x"),
-            relay_passwords=dict.fromkeys([settings.relay.host or "",
-                                           *settings.relay.senders], "x"),
-            ldap_bind_password="x"))  # noqa: S106 (a stand-in, checked for syntax only)
+        render(
+            settings,
+            Secrets(
+                user_hashes={u.address: stand_in for u in settings.users},
+                fetchmail_passwords=dict.fromkeys(range(len(settings.fetchmail.accounts)), "x"),
+                relay_passwords=dict.fromkeys(
+                    [settings.relay.host or "", *settings.relay.senders], "x"
+                ),
+                ldap_bind_password="x",  # noqa: S106 (a stand-in, checked for syntax only)
+            ),
+        )
     except MailctlError as exc:
         print(f"mailctl: {exc}", file=sys.stderr)
         return 2
-    print(f"settings OK: {settings.hostname}, {len(settings.users)} users, "
-          f"{len(settings.aliases)} aliases")
+    print(
+        f"settings OK: {settings.hostname}, {len(settings.users)} users, "
+        f"{len(settings.aliases)} aliases"
+    )
     return 0
 
 
@@ -153,8 +161,9 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
             print("mailctl: mailbox purge needs an address", file=sys.stderr)
             return 2
         if args.address in known:
-            print(f"mailctl: {args.address} is still a user; delete the user first",
-                  file=sys.stderr)
+            print(
+                f"mailctl: {args.address} is still a user; delete the user first", file=sys.stderr
+            )
             return 2
         mailboxes.purge(ADMIN_SOCKET, ADMIN, password, args.address)
     except MailctlError as exc:
@@ -188,8 +197,9 @@ def _wait_mailbox_map(address: str, present: bool, timeout: float = 30.0) -> Non
     deadline = time.monotonic() + timeout
     while (postfix_ops.lookup("vmailbox", address) is not None) != present:
         if time.monotonic() > deadline:
-            raise MailctlError("the controller has not applied the change yet; see "
-                               "`mailctl status`")
+            raise MailctlError(
+                "the controller has not applied the change yet; see `mailctl status`"
+            )
         time.sleep(0.2)
 
 
@@ -213,8 +223,9 @@ def cmd_user(args: argparse.Namespace) -> int:
             raise MailctlError(f"user {args.action} needs an address")
         address = args.address.lower()
         if args.action == "test":
-            ok = users.check_login(f"{SOCKET_DIR}/mux", address, _read_password(False),
-                                   args.service)
+            ok = users.check_login(
+                f"{SOCKET_DIR}/mux", address, _read_password(False), args.service
+            )
             print(f"{address}: login {'OK' if ok else 'refused'} ({mech}, {args.service})")
             return 0 if ok else 1
         if address in in_file:
@@ -245,17 +256,25 @@ def cmd_user(args: argparse.Namespace) -> int:
         print(f"mailctl: {exc}", file=sys.stderr)
         return 2
     done = {"add": "added", "passwd": "password changed for", "delete": "deleted"}
-    print(f"{done[args.action]} {address}"
-          + (" (mail kept; `mailctl mailbox purge` removes it)"
-             if args.action == "delete" and not args.purge else ""))
+    print(
+        f"{done[args.action]} {address}"
+        + (
+            " (mail kept; `mailctl mailbox purge` removes it)"
+            if args.action == "delete" and not args.purge
+            else ""
+        )
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailctl", description=__doc__)
-    parser.add_argument("--settings-dir", type=Path, default=None,
-                        help="directory holding settings.yaml "
-                             "(default: $MAILCTL_SETTINGS_DIR or /config)")
+    parser.add_argument(
+        "--settings-dir",
+        type=Path,
+        default=None,
+        help="directory holding settings.yaml (default: $MAILCTL_SETTINGS_DIR or /config)",
+    )
     parser.add_argument("--api-port", type=int, default=8080)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="run the appliance (the container's main process)")
@@ -264,26 +283,44 @@ def main(argv: list[str] | None = None) -> int:
     lk = sub.add_parser("lookup", help="look a key up in a live Postfix table (postmap -q)")
     lk.add_argument("table", help="table name, e.g. virtual, aliases, client_access.cidr")
     lk.add_argument("key")
-    qu = sub.add_parser("queue", help="the mail queue: list, show, hold, release, requeue, "
-                        "delete, flush")
-    qu.add_argument("action", choices=["list", "show", "hold", "release", "requeue", "delete",
-                                       "flush"])
+    qu = sub.add_parser(
+        "queue", help="the mail queue: list, show, hold, release, requeue, delete, flush"
+    )
+    qu.add_argument(
+        "action", choices=["list", "show", "hold", "release", "requeue", "delete", "flush"]
+    )
     qu.add_argument("id", nargs="?", default="", help="a queue ID, or ALL")
-    mb = sub.add_parser("mailbox", help="Cyrus mailboxes: list, or purge one whose user was "
-                        "removed from the settings (deletes its mail)")
+    mb = sub.add_parser(
+        "mailbox",
+        help="Cyrus mailboxes: list, or purge one whose user was "
+        "removed from the settings (deletes its mail)",
+    )
     mb.add_argument("action", choices=["list", "purge"])
     mb.add_argument("address", nargs="?", default="")
-    us = sub.add_parser("user", help="users besides the settings file: add, delete, list, "
-                        "passwd, test (passwords are read from the terminal or stdin)")
+    us = sub.add_parser(
+        "user",
+        help="users besides the settings file: add, delete, list, "
+        "passwd, test (passwords are read from the terminal or stdin)",
+    )
     us.add_argument("action", choices=["add", "delete", "list", "passwd", "test"])
     us.add_argument("address", nargs="?", default="")
     us.add_argument("--purge", action="store_true", help="delete: remove the mail too")
-    us.add_argument("--service", default="smtp", choices=["smtp", "imap", "pop"],
-                    help="test: the service to log in to")
+    us.add_argument(
+        "--service",
+        default="smtp",
+        choices=["smtp", "imap", "pop"],
+        help="test: the service to log in to",
+    )
     args = parser.parse_args(argv)
-    commands = {"run": cmd_run, "check": cmd_check, "status": cmd_status,
-                "lookup": cmd_lookup, "queue": cmd_queue, "mailbox": cmd_mailbox,
-                "user": cmd_user}
+    commands = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "status": cmd_status,
+        "lookup": cmd_lookup,
+        "queue": cmd_queue,
+        "mailbox": cmd_mailbox,
+        "user": cmd_user,
+    }
     return commands[args.cmd](args)
 
 

@@ -112,7 +112,8 @@ class Controller:
                 output.emit("mailctl", f"sasldb: {address} removed")
         shadow = settings.sasl.mechanism == "shadow"
         for change in users.sync_accounts(
-                {a: h for a, h in resolved.user_hashes.items() if shadow}):
+            {a: h for a, h in resolved.user_hashes.items() if shadow}
+        ):
             output.emit("mailctl", f"shadow: {change}")
         self.sync_chroot()
 
@@ -151,8 +152,14 @@ class Controller:
             self._file_digest = digest
             return False
         try:
-            dirs.alias_files([t for targets in settings.maps.local_aliases.values()
-                              for t in targets if t.startswith("/")])
+            dirs.alias_files(
+                [
+                    t
+                    for targets in settings.maps.local_aliases.values()
+                    for t in targets
+                    if t.startswith("/")
+                ]
+            )
         except OSError as exc:
             output.emit("mailctl", f"maps.local_aliases: cannot create a target file: {exc}")
         restart = self.supervisor.configure(bundle.daemons)
@@ -171,15 +178,21 @@ class Controller:
         self.mailboxes_pending = True
         if result.revision is not None:
             steps = ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items())
-            output.emit("mailctl", f"revision {result.revision.name} live "
-                        f"({len(result.changed)} files changed; {steps}; "
-                        f"with reload {time.monotonic() - t0:.3f}s)")
+            output.emit(
+                "mailctl",
+                f"revision {result.revision.name} live "
+                f"({len(result.changed)} files changed; {steps}; "
+                f"with reload {time.monotonic() - t0:.3f}s)",
+            )
         return True
 
     def _post_actions(self, bundle: Bundle, result: transaction.Result) -> None:
         """Reload exactly the daemons whose files changed; roll back if one refuses."""
-        names = [d.name for d in bundle.daemons
-                 if any(c.startswith(r) for r in d.reads for c in result.changed)]
+        names = [
+            d.name
+            for d in bundle.daemons
+            if any(c.startswith(r) for r in d.reads for c in result.changed)
+        ]
         try:
             for name in names:
                 self.supervisor.reload(name)
@@ -198,8 +211,9 @@ class Controller:
         if time.monotonic() < self._mailbox_retry_at or not self.supervisor.ready("cyrus"):
             return
         try:
-            changes = mailboxes.sync(ADMIN_SOCKET, ADMIN, secrets.admin_password(),
-                                     self.bundle.mailboxes)
+            changes = mailboxes.sync(
+                ADMIN_SOCKET, ADMIN, secrets.admin_password(), self.bundle.mailboxes
+            )
         except MailctlError as exc:
             with self.lock:
                 self.status.mailbox_error = str(exc)
@@ -255,11 +269,17 @@ class Controller:
         for st in self.supervisor.statuses():
             # A daemon still in its start window counts once its ports answer.
             ready = st.state in ("starting", "running") and self.supervisor.ready(st.name)
-            daemons[st.name] = {"state": st.state, "ready": ready, "pid": st.pid,
-                                "restarts": st.restarts}
+            daemons[st.name] = {
+                "state": st.state,
+                "ready": ready,
+                "pid": st.pid,
+                "restarts": st.restarts,
+            }
             if not ready:
-                problems.append(f"{st.name} is {st.state}" + ("" if st.state != "running"
-                                                             else " but not answering"))
+                problems.append(
+                    f"{st.name} is {st.state}"
+                    + ("" if st.state != "running" else " but not answering")
+                )
         with self.lock:
             status = self.status
             if not status.ok:
@@ -273,7 +293,12 @@ class Controller:
                 "problems": problems,
                 "daemons": daemons,
                 "revision": status.revision,
-                "last_apply": {"ok": status.ok, "error": status.error, "at": status.at,
-                               "seconds": round(status.seconds, 4), "changed": status.changed},
+                "last_apply": {
+                    "ok": status.ok,
+                    "error": status.error,
+                    "at": status.at,
+                    "seconds": round(status.seconds, 4),
+                    "changed": status.changed,
+                },
             }
         return not problems, body

@@ -39,11 +39,16 @@ def bench_settings() -> dict:  # type: ignore[type-arg]
     return settings
 
 
-def row(name: str, value: float, unit: str, baseline: float, baseline_name: str, target: str) -> None:
+def row(
+    name: str, value: float, unit: str, baseline: float, baseline_name: str, target: str
+) -> None:
     ratio = value / baseline if baseline else float("nan")
     ROWS.append((name, value, unit, baseline, baseline_name))
-    print(f"{name:<28} {value:10.3f} {unit:<3} | baseline {baseline:9.3f} {unit:<3} "
-          f"({baseline_name}) | ratio {ratio:6.2f} | target {target}", flush=True)
+    print(
+        f"{name:<28} {value:10.3f} {unit:<3} | baseline {baseline:9.3f} {unit:<3} "
+        f"({baseline_name}) | ratio {ratio:6.2f} | target {target}",
+        flush=True,
+    )
 
 
 def image_size(client: docker.DockerClient) -> None:
@@ -53,17 +58,21 @@ def image_size(client: docker.DockerClient) -> None:
 
 
 def rss_kib(container: docker.models.containers.Container, pattern: str) -> float:
-    script = (f"for p in /proc/[0-9]*; do "
-              f"if grep -qa -- '{pattern}' $p/cmdline 2>/dev/null; then "
-              "grep VmRSS $p/status; fi; done")
+    script = (
+        f"for p in /proc/[0-9]*; do "
+        f"if grep -qa -- '{pattern}' $p/cmdline 2>/dev/null; then "
+        "grep VmRSS $p/status; fi; done"
+    )
     _, out = container.exec_run(["sh", "-c", script])
     values = [int(line.split()[1]) for line in out.decode().splitlines() if "VmRSS" in line]
     return float(max(values)) if values else 0.0
 
 
 def cgroup_memory(container: docker.models.containers.Container) -> float:
-    script = ("cat /sys/fs/cgroup/memory.current 2>/dev/null "
-              "|| cat /sys/fs/cgroup/memory/memory.usage_in_bytes")
+    script = (
+        "cat /sys/fs/cgroup/memory.current 2>/dev/null "
+        "|| cat /sys/fs/cgroup/memory/memory.usage_in_bytes"
+    )
     code, out = container.exec_run(["sh", "-c", script])
     if code != 0:
         raise RuntimeError(f"cannot read the container's memory use: {out!r}")
@@ -92,15 +101,31 @@ def startup_and_memory(client: docker.DockerClient, runs: int = 3) -> None:
                     time.sleep(5)  # settle: idle numbers
                     ctl = rss_kib(app.container, "mailctl") / 1024
                     py = app.container.exec_run(
-                        ["/opt/mailctl/bin/python", "-c",
-                         "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"])
+                        [
+                            "/opt/mailctl/bin/python",
+                            "-c",
+                            "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])",
+                        ]
+                    )
                     bare_py = int(py.output.decode().strip()) / 1024
                     total = cgroup_memory(app.container)
                     live = change_to_live(app)
             finally:
-                subprocess.run([*compose_cmd(), "-p", proj.name, *FILES, "down", "-v"],
-                               env=proj.env, capture_output=True, timeout=300, check=False)
-    row("compose up -> ready", statistics.median(ready), "s", statistics.median(bare), "docker run true", "<= 3 s")
+                subprocess.run(
+                    [*compose_cmd(), "-p", proj.name, *FILES, "down", "-v"],
+                    env=proj.env,
+                    capture_output=True,
+                    timeout=300,
+                    check=False,
+                )
+    row(
+        "compose up -> ready",
+        statistics.median(ready),
+        "s",
+        statistics.median(bare),
+        "docker run true",
+        "<= 3 s",
+    )
     row("settings edit -> live", live[0], "s", live[1], "one RCPT probe", "<= 0.5 s")
     row("controller RSS (idle)", ctl, "MB", bare_py, "bare python3", "<= 60 MB")
     row("container memory (idle)", total, "MB", ctl, "controller alone", "<= 150 MB")

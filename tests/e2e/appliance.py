@@ -50,15 +50,21 @@ def tls_context() -> ssl.SSLContext:
 
 
 def crypt(password: str) -> str:
-    return subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, text=True,
-                          capture_output=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"],
+        input=password,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
 
 
 def message(sender: str, to: str, subject: str = "test", body: str = "hello") -> tuple[str, str]:
     """A message with a unique Message-ID (Cyrus drops repeated ones to one mailbox)."""
     mid = f"<{uuid.uuid4().hex}@mailctl.test>"
-    text = (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {mid}\r\n"
-            f"\r\n{body}\r\n")
+    text = (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {mid}\r\n\r\n{body}\r\n"
+    )
     return mid, text
 
 
@@ -118,9 +124,14 @@ class Appliance:
 
     def cli(self, *argv: str, stdin: str = "") -> tuple[int, str]:
         """`mailctl ARGV` inside the container, with `stdin` (passwords go there)."""
-        done = subprocess.run(["docker", "exec", "-i", self.container.id, "mailctl", *argv],
-                              input=stdin, capture_output=True, text=True, timeout=60,
-                              check=False)
+        done = subprocess.run(
+            ["docker", "exec", "-i", self.container.id, "mailctl", *argv],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         return done.returncode, done.stdout + done.stderr
 
     def can_login(self, user: str, password: str, port: int = 587) -> bool:
@@ -144,8 +155,9 @@ class Appliance:
 
     def smtp(self, port: int = 587, login: tuple[str, str] | None = None) -> smtplib.SMTP:
         if port == 465:
-            client: smtplib.SMTP = smtplib.SMTP_SSL("127.0.0.1", self.ports[465], timeout=20,
-                                                    context=tls_context())
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                "127.0.0.1", self.ports[465], timeout=20, context=tls_context()
+            )
             client.ehlo("client.mailctl.test")
         else:
             client = smtplib.SMTP("127.0.0.1", self.ports[port], timeout=20)
@@ -163,8 +175,9 @@ class Appliance:
 
     def imap(self, user: str, password: str, port: int = 143) -> imaplib.IMAP4:
         if port == 993:
-            client: imaplib.IMAP4 = imaplib.IMAP4_SSL("127.0.0.1", self.ports[993],
-                                                      ssl_context=tls_context(), timeout=20)
+            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                "127.0.0.1", self.ports[993], ssl_context=tls_context(), timeout=20
+            )
         else:
             client = imaplib.IMAP4("127.0.0.1", self.ports[143], timeout=20)
         try:
@@ -208,12 +221,20 @@ class Appliance:
         return int(body["daemons"][daemon]["pid"])
 
 
-def start(client: docker.DockerClient, settings: dict[str, Any] | None, settings_dir: Path, *,
-          network: str | None = None, volumes: dict[str, dict[str, str]] | None = None,
-          environment: dict[str, str] | None = None, extra_files: dict[str, str] | None = None,
-          wait: bool = True, ipv6: bool = False,
-          extra_hosts: dict[str, str] | None = None, dns: list[str] | None = None
-          ) -> Appliance:
+def start(
+    client: docker.DockerClient,
+    settings: dict[str, Any] | None,
+    settings_dir: Path,
+    *,
+    network: str | None = None,
+    volumes: dict[str, dict[str, str]] | None = None,
+    environment: dict[str, str] | None = None,
+    extra_files: dict[str, str] | None = None,
+    wait: bool = True,
+    ipv6: bool = False,
+    extra_hosts: dict[str, str] | None = None,
+    dns: list[str] | None = None,
+) -> Appliance:
     settings_dir.mkdir(parents=True, exist_ok=True)
     if settings is not None:
         (settings_dir / "settings.yaml").write_text(yaml.safe_dump(settings))
@@ -234,7 +255,8 @@ def start(client: docker.DockerClient, settings: dict[str, Any] | None, settings
         ports={f"{p}/tcp": ("127.0.0.1", None) for p in PORTS},
         # Docker turns IPv6 off inside containers; a test of inet_protocols turns it on.
         sysctls={"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.lo.disable_ipv6": "0"}
-        if ipv6 else None,
+        if ipv6
+        else None,
     )
     app = Appliance(container, settings_dir)
     deadline = time.monotonic() + 20
@@ -249,8 +271,9 @@ def start(client: docker.DockerClient, settings: dict[str, Any] | None, settings
 
 
 @contextlib.contextmanager
-def running(client: docker.DockerClient, settings: dict[str, Any] | None, settings_dir: Path,
-            **kwargs: Any) -> Iterator[Appliance]:
+def running(
+    client: docker.DockerClient, settings: dict[str, Any] | None, settings_dir: Path, **kwargs: Any
+) -> Iterator[Appliance]:
     app = start(client, settings, settings_dir, **kwargs)
     try:
         yield app

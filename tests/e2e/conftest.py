@@ -30,7 +30,10 @@ def base_settings(delay: int = 3) -> dict[str, Any]:
         "hostname": "mail.example.com",
         "domains": ["example.com"],
         "users": [
-            {"address": "alice@example.com", "password_hash": crypt(PASSWORDS["alice@example.com"])},
+            {
+                "address": "alice@example.com",
+                "password_hash": crypt(PASSWORDS["alice@example.com"]),
+            },
             {"address": "bob@example.com", "password_file": "/config/bob.pw", "quota_mb": 50},
         ],
         "aliases": {"team@example.com": ["alice@example.com", "bob@example.com"]},
@@ -39,20 +42,29 @@ def base_settings(delay: int = 3) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def appliance(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[Appliance]:
+def appliance(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Appliance]:
     """One appliance shared by a module's tests (they must not change its settings)."""
     settings_dir = tmp_path_factory.mktemp("settings")
-    with running(client, base_settings(), settings_dir,
-                 extra_files={"bob.pw": PASSWORDS["bob@example.com"] + "\n"}) as app:
+    with running(
+        client,
+        base_settings(),
+        settings_dir,
+        extra_files={"bob.pw": PASSWORDS["bob@example.com"] + "\n"},
+    ) as app:
         yield app
 
 
 @pytest.fixture
 def fresh(client: docker.DockerClient, tmp_path: Path) -> Iterator[Appliance]:
     """An appliance of the test's own, for tests that change settings or kill things."""
-    with running(client, base_settings(), tmp_path / "settings",
-                 extra_files={"bob.pw": PASSWORDS["bob@example.com"] + "\n"}) as app:
+    with running(
+        client,
+        base_settings(),
+        tmp_path / "settings",
+        extra_files={"bob.pw": PASSWORDS["bob@example.com"] + "\n"},
+    ) as app:
         yield app
 
 

@@ -45,7 +45,6 @@ PEERS_DIR = Path(__file__).resolve().parents[2] / "images" / "peers"
 HASH_LABEL = "mailctl.peer.source"
 
 
-
 # --------------------------------------------------------------------------- image
 
 
@@ -70,12 +69,14 @@ def ensure_image(client: docker.DockerClient, *, force: bool = False) -> str:
             if (image.labels or {}).get(HASH_LABEL) == wanted:
                 return str(image.id)
     try:
-        image, _ = client.images.build(path=str(PEERS_DIR), tag=IMAGE, rm=True, forcerm=True,
-                                       labels={HASH_LABEL: wanted})
+        image, _ = client.images.build(
+            path=str(PEERS_DIR), tag=IMAGE, rm=True, forcerm=True, labels={HASH_LABEL: wanted}
+        )
     except docker.errors.BuildError as exc:
         log = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)
-        raise RuntimeError(f"building {IMAGE} failed (is debian:bookworm-slim there? "
-                           f"`make base`):\n{log[-4000:]}") from exc
+        raise RuntimeError(
+            f"building {IMAGE} failed (is debian:bookworm-slim there? `make base`):\n{log[-4000:]}"
+        ) from exc
     return str(image.id)
 
 
@@ -83,16 +84,21 @@ def ensure_image(client: docker.DockerClient, *, force: bool = False) -> str:
 
 
 @contextlib.contextmanager
-def network(client: docker.DockerClient, *, internal: bool = False,
-            name: str | None = None) -> Iterator[Network]:
+def network(
+    client: docker.DockerClient, *, internal: bool = False, name: str | None = None
+) -> Iterator[Network]:
     """A private bridge network for one test, removed afterwards (with whatever is still on it).
 
     ``internal=True`` cuts the network off from everything but its members and the host (the
     host still reaches container IPs), but Docker then publishes no ports of a container that
     is only on it: connect such a container to it with ``net.connect(container)`` instead.
     """
-    net = client.networks.create(name or f"mailctl-peers-{uuid.uuid4().hex[:10]}",
-                                 driver="bridge", internal=internal, labels={LABEL: "1"})
+    net = client.networks.create(
+        name or f"mailctl-peers-{uuid.uuid4().hex[:10]}",
+        driver="bridge",
+        internal=internal,
+        labels={LABEL: "1"},
+    )
     try:
         yield net
     finally:
@@ -161,8 +167,9 @@ class Peer:
             raise AssertionError(f"{self.role}: {' '.join(argv)} exited {code}:\n{out}")
         return out
 
-    def put_files(self, files: Mapping[str, str | bytes], directory: str = "/peer",
-                  mode: int = 0o644) -> None:
+    def put_files(
+        self, files: Mapping[str, str | bytes], directory: str = "/peer", mode: int = 0o644
+    ) -> None:
         """Write files (names relative to directory) into the container, started or not."""
         if not self.container.put_archive(directory, tar_of(files, mode)):
             raise AssertionError(f"{self.role}: cannot write {list(files)} to {directory}")
@@ -270,8 +277,9 @@ class Mta(Peer):
                 break
             time.sleep(0.2)
         if len(found) < count:
-            raise AssertionError(f"mta peer has {len(found)} of {count} messages:\n"
-                                 f"{self.logs()[-3000:]}")
+            raise AssertionError(
+                f"mta peer has {len(found)} of {count} messages:\n{self.logs()[-3000:]}"
+            )
         return found
 
     def clear(self) -> None:
@@ -288,13 +296,21 @@ class Pop(Peer):
     role = "pop"
     tcp_ports = (110, 143, 993, 995)
 
-    def deliver(self, user: str, raw_message: str | bytes, sender: str = "sender@peer.test"
-                ) -> None:
+    def deliver(
+        self, user: str, raw_message: str | bytes, sender: str = "sender@peer.test"
+    ) -> None:
         """Put a message into user's INBOX (dovecot-lda)."""
         path = f"msg-{uuid.uuid4().hex}.eml"
         self.put_files({path: raw_message}, directory="/tmp", mode=0o600)
-        self.check("sh", "-c", 'peer-deliver "$1" "$2" < "/tmp/$3"; rc=$?; rm -f "/tmp/$3"; '
-                   'exit $rc', "sh", user, sender, path)
+        self.check(
+            "sh",
+            "-c",
+            'peer-deliver "$1" "$2" < "/tmp/$3"; rc=$?; rm -f "/tmp/$3"; exit $rc',
+            "sh",
+            user,
+            sender,
+            path,
+        )
 
     def count(self, user: str) -> int:
         """How many messages user's INBOX holds."""
@@ -328,13 +344,24 @@ class Ldap(Peer):
 P = TypeVar("P", bound=Peer)
 
 
-def start(client: docker.DockerClient, kind: type[P], net: Network | str | None = None, *,
-          users: Mapping[str, str] | None = None, domains: Sequence[str] = (),
-          recipients: Sequence[str] = (), records: Iterable[str] | str | None = None,
-          ldap_base: str | None = None, ldap_admin_password: str | None = None,
-          env: Mapping[str, str] | None = None, files: Mapping[str, str | bytes] | None = None,
-          hostname: str | None = None, nameserver: str | None = None, wait: bool = True,
-          timeout: float = 20.0) -> P:
+def start(
+    client: docker.DockerClient,
+    kind: type[P],
+    net: Network | str | None = None,
+    *,
+    users: Mapping[str, str] | None = None,
+    domains: Sequence[str] = (),
+    recipients: Sequence[str] = (),
+    records: Iterable[str] | str | None = None,
+    ldap_base: str | None = None,
+    ldap_admin_password: str | None = None,
+    env: Mapping[str, str] | None = None,
+    files: Mapping[str, str | bytes] | None = None,
+    hostname: str | None = None,
+    nameserver: str | None = None,
+    wait: bool = True,
+    timeout: float = 20.0,
+) -> P:
     """Start a peer of kind (Dns, Mta, Pop or Ldap) on net (None: Docker's default bridge).
 
     users: {name: password} (mta: SASL, pop: logins, ldap: entries); domains/recipients (mta):
@@ -361,7 +388,8 @@ def start(client: docker.DockerClient, kind: type[P], net: Network | str | None 
         peer_files["zones"] = records if isinstance(records, str) else "\n".join(records) + "\n"
     net_name = (net if isinstance(net, str) else net.name) if net is not None else "bridge"
     container = client.containers.create(
-        IMAGE, [kind.role],
+        IMAGE,
+        [kind.role],
         detach=True,
         dns=["127.0.0.1"],
         labels={LABEL: "1", "mailctl.peer.role": kind.role},
@@ -385,8 +413,9 @@ def start(client: docker.DockerClient, kind: type[P], net: Network | str | None 
 
 
 @contextlib.contextmanager
-def running(client: docker.DockerClient, kind: type[P], net: Network | str | None = None,
-            **kwargs: Any) -> Iterator[P]:
+def running(
+    client: docker.DockerClient, kind: type[P], net: Network | str | None = None, **kwargs: Any
+) -> Iterator[P]:
     """start(...), and remove the container afterwards."""
     peer = start(client, kind, net, **kwargs)
     try:

@@ -24,14 +24,18 @@ LOCAL_PW = "fetch-local-1"
 
 
 def provider_settings() -> dict[str, Any]:
-    return {"hostname": "mail.provider.test", "domains": ["provider.test"],
-            "users": [{"address": a, "password_hash": crypt(p)} for a, p in PROVIDER_USERS.items()],
-            "greylisting": {"enabled": False}}
+    return {
+        "hostname": "mail.provider.test",
+        "domains": ["provider.test"],
+        "users": [{"address": a, "password_hash": crypt(p)} for a, p in PROVIDER_USERS.items()],
+        "greylisting": {"enabled": False},
+    }
 
 
 @pytest.fixture(scope="module")
-def provider(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[Appliance]:
+def provider(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Appliance]:
     with running(client, provider_settings(), tmp_path_factory.mktemp("provider")) as app:
         yield app
 
@@ -50,7 +54,8 @@ def count(provider: Appliance, user: str) -> int:
 
 
 def test_fetchmail_pop3s_and_imap_keep_and_wrong_password(
-        client: docker.DockerClient, provider: Appliance, tmp_path: Path) -> None:
+    client: docker.DockerClient, provider: Appliance, tmp_path: Path
+) -> None:
     pop_mids = {seed(provider, "me@provider.test", f"pop {i}") for i in range(2)}
     imap_mid = seed(provider, "keeper@provider.test", "imap keep")
     settings_dir = tmp_path / "local"
@@ -60,21 +65,48 @@ def test_fetchmail_pop3s_and_imap_keep_and_wrong_password(
     (settings_dir / "wrong.pw").write_text("not-the-password\n")
     hashed = crypt(LOCAL_PW)
     settings = {
-        "hostname": "mail.example.com", "domains": ["example.com"],
-        "users": [{"address": a, "password_hash": hashed}
-                  for a in ("alice@example.com", "bob@example.com")],
+        "hostname": "mail.example.com",
+        "domains": ["example.com"],
+        "users": [
+            {"address": a, "password_hash": hashed}
+            for a in ("alice@example.com", "bob@example.com")
+        ],
         "greylisting": {"enabled": False},
-        "fetchmail": {"interval": 10, "accounts": [
-            {"server": "pop.provider.test", "protocol": "pop3", "port": 995, "ssl": True,
-             "verify_certificate": False, "user": "me@provider.test",
-             "password_file": "/config/me.pw", "deliver_to": "alice@example.com"},
-            {"server": "imap.provider.test", "protocol": "imap", "ssl": False,
-             "verify_certificate": False, "user": "keeper@provider.test", "keep": True,
-             "password_file": "/config/keeper.pw", "deliver_to": "bob@example.com"},
-            {"server": "pop.provider.test", "protocol": "pop3", "port": 995, "ssl": True,
-             "verify_certificate": False, "user": "keeper@provider.test",
-             "password_file": "/config/wrong.pw", "deliver_to": "bob@example.com"},
-        ]},
+        "fetchmail": {
+            "interval": 10,
+            "accounts": [
+                {
+                    "server": "pop.provider.test",
+                    "protocol": "pop3",
+                    "port": 995,
+                    "ssl": True,
+                    "verify_certificate": False,
+                    "user": "me@provider.test",
+                    "password_file": "/config/me.pw",
+                    "deliver_to": "alice@example.com",
+                },
+                {
+                    "server": "imap.provider.test",
+                    "protocol": "imap",
+                    "ssl": False,
+                    "verify_certificate": False,
+                    "user": "keeper@provider.test",
+                    "keep": True,
+                    "password_file": "/config/keeper.pw",
+                    "deliver_to": "bob@example.com",
+                },
+                {
+                    "server": "pop.provider.test",
+                    "protocol": "pop3",
+                    "port": 995,
+                    "ssl": True,
+                    "verify_certificate": False,
+                    "user": "keeper@provider.test",
+                    "password_file": "/config/wrong.pw",
+                    "deliver_to": "bob@example.com",
+                },
+            ],
+        },
     }
     hosts = {"pop.provider.test": provider.ip, "imap.provider.test": provider.ip}
     with running(client, settings, settings_dir, extra_hosts=hosts) as app:

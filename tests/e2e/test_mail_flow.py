@@ -41,8 +41,9 @@ def test_port_25_offers_no_auth_even_over_tls(appliance: Appliance) -> None:
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
-def test_submission_to_user_and_alias_read_back_over_imap(appliance: Appliance,
-                                                          mechanism: str) -> None:
+def test_submission_to_user_and_alias_read_back_over_imap(
+    appliance: Appliance, mechanism: str
+) -> None:
     client = appliance.smtp(587)
     client.user, client.password = ALICE
     code, _ = client.auth(mechanism, getattr(client, f"auth_{mechanism.lower()}"))

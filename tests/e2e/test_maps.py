@@ -1,4 +1,4 @@
-"""Issue 3: lookup tables and access maps, each against the real Postfix (P2, P5-P8, P12, P15, P17)."""
+"""Issue 3: lookup tables and access maps, against the real Postfix (P2, P5-P8, P12, P15, P17)."""
 
 from __future__ import annotations
 
@@ -24,15 +24,18 @@ def settings() -> dict[str, Any]:
     return {
         "hostname": "mail.example.com",
         "domains": ["example.com"],
-        "users": [{"address": a, "password_hash": hashed}
-                  for a in (ALICE[0], BOB[0], "closed@example.com")],
-        "aliases": {"watched@example.com": ALICE[0],
-                    "info@example.com": [ALICE[0], BOB[0]]},
+        "users": [
+            {"address": a, "password_hash": hashed}
+            for a in (ALICE[0], BOB[0], "closed@example.com")
+        ],
+        "aliases": {"watched@example.com": ALICE[0], "info@example.com": [ALICE[0], BOB[0]]},
         "greylisting": {"enabled": False},
         "maps": {
-            "local_aliases": {"report": ["/var/mail/archive/report.txt"],
-                              "team": [":include:/config/team.txt"],
-                              "list": [ALICE[0], BOB[0]]},
+            "local_aliases": {
+                "report": ["/var/mail/archive/report.txt"],
+                "team": [":include:/config/team.txt"],
+                "list": [ALICE[0], BOB[0]],
+            },
             "canonical": {"u1234@example.com": ALICE[0]},
             "sender_canonical": {BOB[0]: "robert@example.com"},
             "recipient_canonical": {"al@example.com": ALICE[0]},
@@ -41,31 +44,49 @@ def settings() -> dict[str, Any]:
             "sender_logins": {"info@example.com": [ALICE[0]]},
         },
         "access": {
-            "senders": {"spammer@bad.test": "REJECT no spam please",
-                        "held@sender.test": "HOLD held for review",
-                        "drop@sender.test": "DISCARD", "fine@bad.test": "OK"},
+            "senders": {
+                "spammer@bad.test": "REJECT no spam please",
+                "held@sender.test": "HOLD held for review",
+                "drop@sender.test": "DISCARD",
+                "fine@bad.test": "OK",
+            },
             "recipients": {"watched@example.com": "WARN watch this one"},
             "helo": {"evil.test": "REJECT go away, evil"},
             "patterns": [
-                {"stage": "helo", "type": "pcre", "pattern": r"^bad-[0-9]+\.example$",
-                 "action": "REJECT pcre says no"},
-                {"stage": "sender", "type": "regexp", "pattern": "@spam[.]example$",
-                 "action": "REJECT regexp says no"},
+                {
+                    "stage": "helo",
+                    "type": "pcre",
+                    "pattern": r"^bad-[0-9]+\.example$",
+                    "action": "REJECT pcre says no",
+                },
+                {
+                    "stage": "sender",
+                    "type": "regexp",
+                    "pattern": "@spam[.]example$",
+                    "action": "REJECT regexp says no",
+                },
             ],
         },
     }
 
 
 @pytest.fixture(scope="module")
-def app(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[Appliance]:
-    with running(client, settings(), tmp_path_factory.mktemp("maps"),
-                 extra_files={"team.txt": f"{BOB[0]}\n"}) as appliance:
+def app(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Appliance]:
+    with running(
+        client, settings(), tmp_path_factory.mktemp("maps"), extra_files={"team.txt": f"{BOB[0]}\n"}
+    ) as appliance:
         yield appliance
 
 
-def outside(app: Appliance, sender: str, rcpt: str, helo: str = "outside.mailctl.test",
-            subject: str = "test") -> tuple[str, Any]:
+def outside(
+    app: Appliance,
+    sender: str,
+    rcpt: str,
+    helo: str = "outside.mailctl.test",
+    subject: str = "test",
+) -> tuple[str, Any]:
     mid, text = message(sender, rcpt, subject)
     client = smtplib.SMTP("127.0.0.1", app.ports[25], timeout=20)
     try:
@@ -151,11 +172,15 @@ def test_transport_override_refuses_with_its_text(app: Appliance) -> None:
         client.close()
 
 
-@pytest.mark.parametrize(("sender", "code", "text"), [
-    ("spammer@bad.test", 554, b"no spam please"),
-])
-def test_sender_access_reject_with_text(app: Appliance, sender: str, code: int, text: bytes
-                                        ) -> None:
+@pytest.mark.parametrize(
+    ("sender", "code", "text"),
+    [
+        ("spammer@bad.test", 554, b"no spam please"),
+    ],
+)
+def test_sender_access_reject_with_text(
+    app: Appliance, sender: str, code: int, text: bytes
+) -> None:
     _, (got, reply) = outside(app, sender, ALICE[0])
     assert got == code and text in reply
 
@@ -201,9 +226,14 @@ def test_recipient_access_warn_logs_and_delivers(app: Appliance) -> None:
     assert "watch this one" in app.logs()
 
 
-@pytest.mark.parametrize(("helo", "text"), [("evil.test", b"go away, evil"),
-                                           ("mail.example.com", b"my hostname"),
-                                           ("bad-42.example", b"pcre says no")])
+@pytest.mark.parametrize(
+    ("helo", "text"),
+    [
+        ("evil.test", b"go away, evil"),
+        ("mail.example.com", b"my hostname"),
+        ("bad-42.example", b"pcre says no"),
+    ],
+)
 def test_helo_access_and_own_name(app: Appliance, helo: str, text: bytes) -> None:
     _, (code, reply) = outside(app, "x@sender.test", ALICE[0], helo=helo)
     assert code == 554 and text in reply
@@ -220,15 +250,16 @@ def test_sender_regexp_pattern(app: Appliance) -> None:
     assert code == 554 and b"regexp says no" in reply, reply
 
 
-def test_lmdb_tables_and_a_bad_pattern_refused(client: docker.DockerClient,
-                                               tmp_path: Path) -> None:
+def test_lmdb_tables_and_a_bad_pattern_refused(client: docker.DockerClient, tmp_path: Path) -> None:
     lmdb = {**settings(), "maps": {**settings()["maps"], "table_type": "lmdb"}}
     with running(client, lmdb, tmp_path, extra_files={"team.txt": f"{BOB[0]}\n"}) as app:
         code, out = app.exec("postconf", "-h", "virtual_alias_maps", "default_database_type")
         assert code == 0 and out.split() == ["lmdb:${config_directory}/virtual", "lmdb"], out
         assert app.exec("test", "-s", "/etc/postfix/virtual.lmdb")[0] == 0
-        assert app.cli("lookup", "virtual", "info@example.com")[1].strip() == \
-            "alice@example.com, bob@example.com"
+        assert (
+            app.cli("lookup", "virtual", "info@example.com")[1].strip()
+            == "alice@example.com, bob@example.com"
+        )
         c = app.smtp(587, login=ALICE)
         mid, text = message(ALICE[0], "info@example.com", "through an lmdb alias")
         c.sendmail(ALICE[0], ["info@example.com"], text)
@@ -236,8 +267,13 @@ def test_lmdb_tables_and_a_bad_pattern_refused(client: docker.DockerClient,
         app.wait_delivered(*BOB, mid)
         # a pattern PCRE cannot compile is refused by postmap; the old config serves on
         revision = app.readyz()[1]["revision"]
-        bad = {**lmdb, "access": {**lmdb["access"], "patterns": [
-            {"stage": "helo", "pattern": "(unclosed", "action": "REJECT x"}]}}
+        bad = {
+            **lmdb,
+            "access": {
+                **lmdb["access"],
+                "patterns": [{"stage": "helo", "pattern": "(unclosed", "action": "REJECT x"}],
+            },
+        }
         app.write_settings(bad)
         deadline = time.monotonic() + 15
         while (body := app.readyz()[1])["last_apply"]["ok"]:
@@ -261,22 +297,29 @@ def test_authenticated_user_cannot_send_as_someone_else(app: Appliance) -> None:
         client.close()
 
 
-@pytest.mark.parametrize(("table", "key", "value"), [
-    ("virtual", "info@example.com", "alice@example.com, bob@example.com"),
-    ("vmailbox", "alice@example.com", "cyrus"),
-    ("aliases", "list", "alice@example.com, bob@example.com"),
-    ("canonical", "u1234@example.com", "alice@example.com"),
-    ("relocated", "carol@example.com", "carol@example.org"),
-    ("transport", "closed@example.com", "error:5.2.1 this mailbox is closed"),
-    ("sender_access", "spammer@bad.test", "REJECT no spam please"),
-    ("sender_mx_bogons.cidr", "10.1.2.3",
-     "REJECT IP address of MX host is a IANA reserved address RFC1918"),
-    ("helo_access", "mail.example.com", "REJECT do not use my hostname as HELO"),
-    ("helo_access.pcre", "BAD-7.example", "REJECT pcre says no"),
-    ("sender_access.regexp", "x@spam.example", "REJECT regexp says no"),
-])
-def test_cli_lookup_in_every_rendered_table(app: Appliance, table: str, key: str,
-                                            value: str) -> None:
+@pytest.mark.parametrize(
+    ("table", "key", "value"),
+    [
+        ("virtual", "info@example.com", "alice@example.com, bob@example.com"),
+        ("vmailbox", "alice@example.com", "cyrus"),
+        ("aliases", "list", "alice@example.com, bob@example.com"),
+        ("canonical", "u1234@example.com", "alice@example.com"),
+        ("relocated", "carol@example.com", "carol@example.org"),
+        ("transport", "closed@example.com", "error:5.2.1 this mailbox is closed"),
+        ("sender_access", "spammer@bad.test", "REJECT no spam please"),
+        (
+            "sender_mx_bogons.cidr",
+            "10.1.2.3",
+            "REJECT IP address of MX host is a IANA reserved address RFC1918",
+        ),
+        ("helo_access", "mail.example.com", "REJECT do not use my hostname as HELO"),
+        ("helo_access.pcre", "BAD-7.example", "REJECT pcre says no"),
+        ("sender_access.regexp", "x@spam.example", "REJECT regexp says no"),
+    ],
+)
+def test_cli_lookup_in_every_rendered_table(
+    app: Appliance, table: str, key: str, value: str
+) -> None:
     code, out = app.exec("mailctl", "lookup", table, key)
     assert code == 0, out
     assert out.strip() == value

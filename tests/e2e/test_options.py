@@ -28,9 +28,11 @@ def settings() -> dict[str, Any]:
     return {
         "hostname": "mail.example.com",
         "domains": ["example.com"],
-        "users": [{"address": ALICE[0], "password_hash": hashed},
-                  {"address": BOB[0], "password_hash": hashed, "quota_mb": 1},
-                  {"address": CAROL[0], "password_hash": hashed}],
+        "users": [
+            {"address": ALICE[0], "password_hash": hashed},
+            {"address": BOB[0], "password_hash": hashed, "quota_mb": 1},
+            {"address": CAROL[0], "password_hash": hashed},
+        ],
         "greylisting": {"enabled": False},
         "smtp": {"inet_protocols": "all", "verbose": ["smtp"], "tls_loglevel": 2},
         "sasl": {"broken_clients": True},
@@ -39,16 +41,20 @@ def settings() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def app(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[Appliance]:
+def app(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Appliance]:
     with running(client, settings(), tmp_path_factory.mktemp("options"), ipv6=True) as appliance:
         yield appliance
 
 
 def test_rendered_values_are_what_postfix_uses(app: Appliance) -> None:
-    for name, value in [("inet_protocols", "all"), ("smtpd_tls_loglevel", "2"),
-                        ("broken_sasl_auth_clients", "yes"),
-                        ("smtpd_sasl_security_options", "noanonymous, noplaintext")]:
+    for name, value in [
+        ("inet_protocols", "all"),
+        ("smtpd_tls_loglevel", "2"),
+        ("broken_sasl_auth_clients", "yes"),
+        ("smtpd_sasl_security_options", "noanonymous, noplaintext"),
+    ]:
         code, out = app.exec("postconf", "-h", name)
         assert (code, out.strip()) == (0, value), name
     code, out = app.exec("sh", "-c", "grep -E '^(admins|quotawarn):' /etc/imapd.conf")
@@ -56,8 +62,10 @@ def test_rendered_values_are_what_postfix_uses(app: Appliance) -> None:
 
 
 def test_ipv6_listener_with_inet_protocols_all(app: Appliance) -> None:
-    script = ("import smtplib; s=smtplib.SMTP('::1', 25, timeout=10); "
-              "print(s.ehlo('v6.mailctl.test')[0]); s.quit()")
+    script = (
+        "import smtplib; s=smtplib.SMTP('::1', 25, timeout=10); "
+        "print(s.ehlo('v6.mailctl.test')[0]); s.quit()"
+    )
     code, out = app.exec("/opt/mailctl/bin/python", "-c", script)
     assert code == 0 and out.strip() == "250", out
 
@@ -106,7 +114,8 @@ def test_quota_is_set_and_over_quota_mail_is_deferred(app: Appliance) -> None:
     try:
         typ, data = imap.getquotaroot("INBOX")
         assert typ == "OK" and b"STORAGE 0 1024" in b" ".join(
-            d for d in data[1] if isinstance(d, bytes))
+            d for d in data[1] if isinstance(d, bytes)
+        )
     finally:
         imap.logout()
     big = "x" * 1500 * 1024
@@ -126,9 +135,11 @@ def test_quota_is_set_and_over_quota_mail_is_deferred(app: Appliance) -> None:
 
 
 def test_over_quota_bounces_when_set_and_defers_after_a_live_change(
-        client: docker.DockerClient, tmp_path: Path) -> None:
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
     s = {**settings(), "cyrus": {"over_quota_perm_failure": True}}
     with running(client, s, tmp_path) as app2:
+
         def send_big(subject: str) -> str:
             smtp = app2.smtp(587, login=ALICE)
             mid, text = message(ALICE[0], BOB[0], subject, body="x" * 1500 * 1024)
@@ -162,8 +173,9 @@ def test_pop3_and_pop3s(app: Appliance, port: int) -> None:
     client.quit()
     app.wait_delivered(*CAROL, mid)
     if port == 995:
-        pop: poplib.POP3 = poplib.POP3_SSL("127.0.0.1", app.ports[995], context=tls_context(),
-                                           timeout=20)
+        pop: poplib.POP3 = poplib.POP3_SSL(
+            "127.0.0.1", app.ports[995], context=tls_context(), timeout=20
+        )
     else:
         pop = poplib.POP3("127.0.0.1", app.ports[110], timeout=20)
         pop.stls(context=tls_context())
@@ -187,8 +199,7 @@ def test_pop3_refuses_plaintext_login_without_tls(app: Appliance) -> None:
         pop.close()
 
 
-def test_removed_user_keeps_mail_until_purged(client: docker.DockerClient, tmp_path: Path
-                                              ) -> None:
+def test_removed_user_keeps_mail_until_purged(client: docker.DockerClient, tmp_path: Path) -> None:
     with running(client, settings(), tmp_path / "s") as app:
         smtp = app.smtp(587, login=ALICE)
         mid, text = message(ALICE[0], CAROL[0], "before removal")
@@ -199,8 +210,10 @@ def test_removed_user_keeps_mail_until_purged(client: docker.DockerClient, tmp_p
         changed["users"] = changed["users"][:2]
         app.write_settings(changed)
         deadline = time.monotonic() + 20
-        while "carol@example.com (no such user any more)" not in app.exec(
-                "mailctl", "mailbox", "list")[1]:
+        while (
+            "carol@example.com (no such user any more)"
+            not in app.exec("mailctl", "mailbox", "list")[1]
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         with pytest.raises(imaplib.IMAP4.error):
@@ -221,8 +234,12 @@ def test_removed_user_keeps_mail_until_purged(client: docker.DockerClient, tmp_p
 
 def test_env_only_setup(client: docker.DockerClient, tmp_path: Path) -> None:
     users = [{"address": "office@example.org", "password_hash": crypt("office-pw-1")}]
-    env = {"MAIL_HOSTNAME": "mail.example.org", "MAIL_DOMAINS": '["example.org"]',
-           "MAIL_USERS": json.dumps(users), "MAIL_GREYLISTING__ENABLED": "false"}
+    env = {
+        "MAIL_HOSTNAME": "mail.example.org",
+        "MAIL_DOMAINS": '["example.org"]',
+        "MAIL_USERS": json.dumps(users),
+        "MAIL_GREYLISTING__ENABLED": "false",
+    }
     with running(client, None, tmp_path / "empty", environment=env) as app:
         smtp = app.smtp(587, login=("office@example.org", "office-pw-1"))
         mid, text = message("office@example.org", "office@example.org", "env only")

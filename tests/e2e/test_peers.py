@@ -29,8 +29,10 @@ BOB = ("bob@example.com", PW)
 RELAY_USER = ("relay-user@isp.test", "relay-pw-1")
 SENDER_RELAY_USER = ("bob-at-isp2@isp2.test", "relay-pw-2")
 BASE_RECORDS = [
-    "MX private.test 10 mx.private.test", "A mx.private.test 10.1.2.3",
-    "MX cgnat.test 10 mx.cgnat.test", "A mx.cgnat.test 100.64.0.1",
+    "MX private.test 10 mx.private.test",
+    "A mx.private.test 10.1.2.3",
+    "MX cgnat.test 10 mx.cgnat.test",
+    "A mx.cgnat.test 100.64.0.1",
     "A client.mailctl.test 100.64.0.2",  # the tests' HELO name exists
 ]
 
@@ -41,9 +43,13 @@ def reversed_ip(ip: str) -> str:
 
 def base(**extra: Any) -> dict[str, Any]:
     hashed = crypt(PW)
-    return {"hostname": "mail.example.com", "domains": ["example.com"],
-            "users": [{"address": a, "password_hash": hashed} for a in (ALICE[0], BOB[0])],
-            "greylisting": {"enabled": False}, **extra}
+    return {
+        "hostname": "mail.example.com",
+        "domains": ["example.com"],
+        "users": [{"address": a, "password_hash": hashed} for a in (ALICE[0], BOB[0])],
+        "greylisting": {"enabled": False},
+        **extra,
+    }
 
 
 def stranger(app: Appliance, sender: str, rcpt: str) -> tuple[int, str]:
@@ -70,9 +76,15 @@ def send(app: Appliance, login: tuple[str, str], to: str, subject: str) -> str:
 @pytest.fixture(scope="module")
 def dns(client: docker.DockerClient) -> Iterator[peers.Dns]:
     gw = reversed_ip(bridge_gateway(client))
-    with peers.running(client, peers.Dns, records=[
-            *BASE_RECORDS, f"A {gw}.bl.test 127.0.0.2",
-            f"TXT {gw}.bl.test Blocked by test list"]) as peer:
+    with peers.running(
+        client,
+        peers.Dns,
+        records=[
+            *BASE_RECORDS,
+            f"A {gw}.bl.test 127.0.0.2",
+            f"TXT {gw}.bl.test Blocked by test list",
+        ],
+    ) as peer:
         yield peer
 
 
@@ -85,15 +97,22 @@ def clean_dns(client: docker.DockerClient) -> Iterator[peers.Dns]:
 
 @pytest.fixture(scope="module")
 def mta(client: docker.DockerClient) -> Iterator[peers.Mta]:
-    with peers.running(client, peers.Mta, users=dict([RELAY_USER]), domains=["backend.test"],
-                       recipients=["known@backend.test"], hostname="smtp.isp.test") as peer:
+    with peers.running(
+        client,
+        peers.Mta,
+        users=dict([RELAY_USER]),
+        domains=["backend.test"],
+        recipients=["known@backend.test"],
+        hostname="smtp.isp.test",
+    ) as peer:
         yield peer
 
 
 @pytest.fixture(scope="module")
 def mta2(client: docker.DockerClient) -> Iterator[peers.Mta]:
-    with peers.running(client, peers.Mta, users=dict([SENDER_RELAY_USER]),
-                       hostname="smtp.isp2.test") as peer:
+    with peers.running(
+        client, peers.Mta, users=dict([SENDER_RELAY_USER]), hostname="smtp.isp2.test"
+    ) as peer:
         yield peer
 
 
@@ -105,25 +124,38 @@ def mta_clean(mta: peers.Mta, mta2: peers.Mta) -> tuple[peers.Mta, peers.Mta]:
 
 
 def relay_settings(mta: peers.Mta, mta2: peers.Mta, **extra: Any) -> dict[str, Any]:
-    return base(relay={
-        "host": f"[{mta.ip}]:587", "username": RELAY_USER[0], "password_file": "/config/r1.pw",
-        "senders": {BOB[0]: {"host": f"[{mta2.ip}]:587", "username": SENDER_RELAY_USER[0],
-                             "password_file": "/config/r2.pw"}},
-    }, **extra)
+    return base(
+        relay={
+            "host": f"[{mta.ip}]:587",
+            "username": RELAY_USER[0],
+            "password_file": "/config/r1.pw",
+            "senders": {
+                BOB[0]: {
+                    "host": f"[{mta2.ip}]:587",
+                    "username": SENDER_RELAY_USER[0],
+                    "password_file": "/config/r2.pw",
+                }
+            },
+        },
+        **extra,
+    )
 
 
 RELAY_FILES = {"r1.pw": RELAY_USER[1] + "\n", "r2.pw": SENDER_RELAY_USER[1] + "\n"}
 
 
 def test_relayhost_and_sender_dependent_relay_with_sasl_and_tls(
-        client: docker.DockerClient, mta_clean: tuple[peers.Mta, peers.Mta],
-        tmp_path: Path) -> None:
+    client: docker.DockerClient, mta_clean: tuple[peers.Mta, peers.Mta], tmp_path: Path
+) -> None:
     mta, mta2 = mta_clean
     # P3/P4: a catch-all mailbox, and an alias with a local and an external target
     aliases = {"@example.com": ALICE[0], "fwd@example.com": [BOB[0], "friend@far.test"]}
-    with running(client, relay_settings(mta, mta2, smtp={"tls_loglevel": 1},
-                                        aliases=aliases),
-                 tmp_path, extra_files=RELAY_FILES) as app:
+    with running(
+        client,
+        relay_settings(mta, mta2, smtp={"tls_loglevel": 1}, aliases=aliases),
+        tmp_path,
+        extra_files=RELAY_FILES,
+    ) as app:
         mid_a = send(app, ALICE, "fwd@example.com", "through the relay host")
         mid_b = send(app, BOB, "friend@far.test", "through bob's own relay host")
         [got_a] = mta.wait_mails(1)
@@ -146,8 +178,8 @@ def test_relayhost_and_sender_dependent_relay_with_sasl_and_tls(
 
 
 def test_dialup_holds_outbound_mail_until_flush(
-        client: docker.DockerClient, mta_clean: tuple[peers.Mta, peers.Mta],
-        tmp_path: Path) -> None:
+    client: docker.DockerClient, mta_clean: tuple[peers.Mta, peers.Mta], tmp_path: Path
+) -> None:
     mta, _ = mta_clean
     settings = relay_settings(mta, _, smtp={"dialup": True})
     with running(client, settings, tmp_path, extra_files=RELAY_FILES) as app:
@@ -163,15 +195,21 @@ def test_dialup_holds_outbound_mail_until_flush(
 
 
 def test_address_verification_refuses_unknown_backend_recipient(
-        client: docker.DockerClient, mta_clean: tuple[peers.Mta, peers.Mta],
-        tmp_path: Path) -> None:
+    client: docker.DockerClient, mta_clean: tuple[peers.Mta, peers.Mta], tmp_path: Path
+) -> None:
     mta, _ = mta_clean
     settings = base(
         relay_domains=["backend.test"],
         maps={"transports": {"backend.test": f"smtp:[{mta.ip}]:25"}},
-        restrictions={"recipient": ["permit_mynetworks", "permit_sasl_authenticated",
-                                    "reject_unauth_destination",
-                                    "reject_unverified_recipient"]})
+        restrictions={
+            "recipient": [
+                "permit_mynetworks",
+                "permit_sasl_authenticated",
+                "reject_unauth_destination",
+                "reject_unverified_recipient",
+            ]
+        },
+    )
     with running(client, settings, tmp_path) as app:
         code, reply = stranger(app, "someone@cgnat.test", "nobody@backend.test")
         # the probe's answer from the backend, passed on at RCPT time
@@ -184,8 +222,8 @@ def test_address_verification_refuses_unknown_backend_recipient(
 
 
 def test_blocklist_sender_mx_and_resolv_conf_follow_the_dns(
-        client: docker.DockerClient, dns: peers.Dns, clean_dns: peers.Dns,
-        tmp_path: Path) -> None:
+    client: docker.DockerClient, dns: peers.Dns, clean_dns: peers.Dns, tmp_path: Path
+) -> None:
     settings = base(rbl={"lists": ["bl.test"]})
     with running(client, settings, tmp_path, dns=[clean_dns.ip]) as app:
         # P8: the guide's bogon list refuses a sender whose MX is private
@@ -202,25 +240,29 @@ def test_blocklist_sender_mx_and_resolv_conf_follow_the_dns(
         assert "Blocked by test list" in result[1], result
         assert "chroot copy of /etc/resolv.conf updated" in app.logs()
         # a whitelisted client is not checked
-        app.write_settings({**settings, "rbl": {"lists": ["bl.test"],
-                                                "whitelist": [bridge_gateway(client)]}})
+        app.write_settings(
+            {**settings, "rbl": {"lists": ["bl.test"], "whitelist": [bridge_gateway(client)]}}
+        )
         deadline = time.monotonic() + 15
         while (result := stranger(app, "someone@cgnat.test", ALICE[0]))[0] != 250:
             assert time.monotonic() < deadline, result
             time.sleep(0.2)
 
 
-def test_client_access_by_name_and_by_network(client: docker.DockerClient,
-                                              clean_dns: peers.Dns, tmp_path: Path) -> None:
+def test_client_access_by_name_and_by_network(
+    client: docker.DockerClient, clean_dns: peers.Dns, tmp_path: Path
+) -> None:
     gateway = bridge_gateway(client)
-    clean_dns.set_records([*BASE_RECORDS, f"PTR {gateway} gw-client.test",
-                           f"A gw-client.test {gateway}"])
+    clean_dns.set_records(
+        [*BASE_RECORDS, f"PTR {gateway} gw-client.test", f"A gw-client.test {gateway}"]
+    )
     settings = base(access={"clients": {"gw-client.test": "REJECT known by name"}})
     with running(client, settings, tmp_path, dns=[clean_dns.ip]) as app:
         code, reply = stranger(app, "someone@cgnat.test", ALICE[0])  # hash table, by name
         assert code == 554 and "known by name" in reply, reply
-        app.write_settings({**settings, "access": {"clients": {
-            f"{gateway}/32": "REJECT known by network"}}})  # cidr table
+        app.write_settings(
+            {**settings, "access": {"clients": {f"{gateway}/32": "REJECT known by network"}}}
+        )  # cidr table
         deadline = time.monotonic() + 15
         while "known by network" not in (result := stranger(app, "x@cgnat.test", ALICE[0]))[1]:
             assert time.monotonic() < deadline, result
@@ -229,7 +271,8 @@ def test_client_access_by_name_and_by_network(client: docker.DockerClient,
 
 
 def test_internet_preset_refuses_unknown_sender_domain(
-        client: docker.DockerClient, clean_dns: peers.Dns, tmp_path: Path) -> None:
+    client: docker.DockerClient, clean_dns: peers.Dns, tmp_path: Path
+) -> None:
     settings = base(restrictions={"preset": "internet"})
     with running(client, settings, tmp_path, dns=[clean_dns.ip]) as app:
         code, reply = stranger(app, "someone@nowhere.test", ALICE[0])
@@ -237,14 +280,22 @@ def test_internet_preset_refuses_unknown_sender_domain(
 
 
 def test_ldap_mechanism(client: docker.DockerClient, tmp_path: Path) -> None:
-    with peers.running(client, peers.Ldap, users={"lara@example.com": "lara-pw-1"},
-                       ldap_base="dc=example,dc=com") as ldap:
-        settings = {"hostname": "mail.example.com", "domains": ["example.com"],
-                    "greylisting": {"enabled": False},
-                    "sasl": {"mechanism": "ldap", "ldap": {
-                        "servers": [f"ldap://{ldap.ip}/"],
-                        "search_base": "ou=people,dc=example,dc=com"}},
-                    "users": [{"address": "lara@example.com"}]}
+    with peers.running(
+        client, peers.Ldap, users={"lara@example.com": "lara-pw-1"}, ldap_base="dc=example,dc=com"
+    ) as ldap:
+        settings = {
+            "hostname": "mail.example.com",
+            "domains": ["example.com"],
+            "greylisting": {"enabled": False},
+            "sasl": {
+                "mechanism": "ldap",
+                "ldap": {
+                    "servers": [f"ldap://{ldap.ip}/"],
+                    "search_base": "ou=people,dc=example,dc=com",
+                },
+            },
+            "users": [{"address": "lara@example.com"}],
+        }
         with running(client, settings, tmp_path) as app:
             assert app.can_login("lara@example.com", "lara-pw-1")
             assert not app.can_login("lara@example.com", "lara-pw-2")
@@ -252,23 +303,46 @@ def test_ldap_mechanism(client: docker.DockerClient, tmp_path: Path) -> None:
 
 
 def test_fetchmail_from_a_dovecot_provider_pop3_plain_and_imaps(
-        client: docker.DockerClient, tmp_path: Path) -> None:
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
     users = {"pat": "pat-pw-1", "kim": "kim-pw-1"}
     with peers.running(client, peers.Pop, users=users) as pop:
         pop_mid, pop_text = message("x@provider.test", "pat@provider.test", "plain pop3")
         imap_mid, imap_text = message("x@provider.test", "kim@provider.test", "imaps keep")
         pop.deliver("pat", pop_text)
         pop.deliver("kim", imap_text)
-        settings = base(fetchmail={"interval": 10, "accounts": [
-            {"server": "pop.provider.test", "protocol": "pop3", "port": 110, "ssl": False,
-             "verify_certificate": False, "user": "pat", "password_file": "/config/pat.pw", "deliver_to": ALICE[0]},
-            {"server": "pop.provider.test", "protocol": "imap", "port": 993, "ssl": True,
-             "verify_certificate": False, "user": "kim", "keep": True,
-             "password_file": "/config/kim.pw", "deliver_to": BOB[0]},
-        ]})
+        settings = base(
+            fetchmail={
+                "interval": 10,
+                "accounts": [
+                    {
+                        "server": "pop.provider.test",
+                        "protocol": "pop3",
+                        "port": 110,
+                        "ssl": False,
+                        "verify_certificate": False,
+                        "user": "pat",
+                        "password_file": "/config/pat.pw",
+                        "deliver_to": ALICE[0],
+                    },
+                    {
+                        "server": "pop.provider.test",
+                        "protocol": "imap",
+                        "port": 993,
+                        "ssl": True,
+                        "verify_certificate": False,
+                        "user": "kim",
+                        "keep": True,
+                        "password_file": "/config/kim.pw",
+                        "deliver_to": BOB[0],
+                    },
+                ],
+            }
+        )
         files = {"pat.pw": "pat-pw-1\n", "kim.pw": "kim-pw-1\n"}
-        with running(client, settings, tmp_path, extra_files=files,
-                     extra_hosts={"pop.provider.test": pop.ip}) as app:
+        with running(
+            client, settings, tmp_path, extra_files=files, extra_hosts={"pop.provider.test": pop.ip}
+        ) as app:
             app.wait_delivered(*ALICE, pop_mid, timeout=60)
             app.wait_delivered(*BOB, imap_mid, timeout=60)
             deadline = time.monotonic() + 30

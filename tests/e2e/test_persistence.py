@@ -22,12 +22,22 @@ from tests.e2e.appliance import IMAGE, Appliance, message
 from tests.e2e.conftest import PASSWORDS, base_settings
 
 REPO = Path(__file__).resolve().parents[2]
-FILES = ["-f", str(REPO / "compose.yaml"), "-f", str(Path(__file__).with_name("compose.offline.yaml"))]
+FILES = [
+    "-f",
+    str(REPO / "compose.yaml"),
+    "-f",
+    str(Path(__file__).with_name("compose.offline.yaml")),
+]
 ALICE = ("alice@example.com", PASSWORDS["alice@example.com"])
 
 
 def compose_cmd() -> list[str]:
-    if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0:
+    if (
+        subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
         return ["docker", "compose"]
     assert shutil.which("docker-compose"), "neither docker compose nor docker-compose found"
     return ["docker-compose"]
@@ -56,8 +66,14 @@ class Project:
         }
 
     def compose(self, *args: str) -> str:
-        done = subprocess.run([*compose_cmd(), "-p", self.name, *FILES, *args], env=self.env,
-                              capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            [*compose_cmd(), "-p", self.name, *FILES, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
@@ -65,7 +81,9 @@ class Project:
         import docker
 
         client = docker.from_env()
-        container = client.containers.list(filters={"label": f"com.docker.compose.project={self.name}"})[0]
+        container = client.containers.list(
+            filters={"label": f"com.docker.compose.project={self.name}"}
+        )[0]
         app = Appliance(container, Path(self.env["MAIL_SETTINGS_DIR"]), dict(self.ports))
         app.wait_ready()
         return app
@@ -82,8 +100,13 @@ def project(tmp_path: Path) -> Iterator[Project]:
     try:
         yield proj
     finally:
-        subprocess.run([*compose_cmd(), "-p", proj.name, *FILES, "down", "-v", "--remove-orphans"],
-                       env=proj.env, capture_output=True, timeout=300, check=False)
+        subprocess.run(
+            [*compose_cmd(), "-p", proj.name, *FILES, "down", "-v", "--remove-orphans"],
+            env=proj.env,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
 
 
 def test_down_and_up_keep_users_mail_and_queue(project: Project) -> None:

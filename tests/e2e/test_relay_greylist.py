@@ -59,8 +59,9 @@ def test_stranger_is_greylisted_then_accepted_after_the_delay(appliance: Applian
     appliance.wait_delivered(*ALICE, mid)
 
 
-def test_greylisting_whitelists_recipients_and_clients(client: docker.DockerClient,
-                                                       fresh: Appliance) -> None:
+def test_greylisting_whitelists_recipients_and_clients(
+    client: docker.DockerClient, fresh: Appliance
+) -> None:
     settings = base_settings()
     settings["greylisting"]["whitelist_recipients"] = [ALICE[0]]
     fresh.write_settings(settings)
@@ -86,7 +87,8 @@ def test_relay_through_published_port_is_refused(appliance: Appliance, rcpt: str
 
 
 def test_relay_from_a_container_on_the_same_network_is_refused(
-        client: docker.DockerClient, appliance: Appliance) -> None:
+    client: docker.DockerClient, appliance: Appliance
+) -> None:
     script = f"""
 import json, smtplib
 out = {{}}
@@ -98,8 +100,13 @@ for rcpt in {RELAY_TRICKS!r}:
     s.close()
 print(json.dumps(out))
 """
-    peer = client.containers.run(IMAGE, entrypoint=["/opt/mailctl/bin/python", "-c", script],
-                                 dns=["127.0.0.1"], labels={LABEL: "1"}, detach=True)
+    peer = client.containers.run(
+        IMAGE,
+        entrypoint=["/opt/mailctl/bin/python", "-c", script],
+        dns=["127.0.0.1"],
+        labels={LABEL: "1"},
+        detach=True,
+    )
     try:
         assert peer.wait(timeout=60)["StatusCode"] == 0, peer.logs().decode()
         codes = json.loads(peer.logs(stderr=False).decode().strip().splitlines()[-1])

@@ -21,8 +21,7 @@ def settings() -> dict[str, Any]:
     return {
         "hostname": "mail.example.com",
         "domains": ["example.com"],
-        "users": [{"address": a, "password_hash": hashed}
-                  for a in (ALICE[0], "boss@example.com")],
+        "users": [{"address": a, "password_hash": hashed} for a in (ALICE[0], "boss@example.com")],
         "greylisting": {"enabled": False},
         "restrictions": {
             "preset": "internet",
@@ -30,19 +29,22 @@ def settings() -> dict[str, Any]:
             "sender": ["permit_mynetworks", "permit_sasl_authenticated", "check_sender_access"],
             # A list that would open the server, were the relay guard not apart from it.
             "recipient": ["check_recipient_access", "permit"],
-            "classes": {"internal_only": ["permit_mynetworks", "permit_sasl_authenticated",
-                                          "reject"],
-                        # Classes named like the relay guard's parameters, written to
-                        # replace it: they must stay classes of their own.
-                        "smtpd_relay_restrictions": ["permit"], "mynetworks": ["permit"]},
+            "classes": {
+                "internal_only": ["permit_mynetworks", "permit_sasl_authenticated", "reject"],
+                # Classes named like the relay guard's parameters, written to
+                # replace it: they must stay classes of their own.
+                "smtpd_relay_restrictions": ["permit"],
+                "mynetworks": ["permit"],
+            },
         },
         "access": {"recipients": {"boss@example.com": "internal_only"}},
     }
 
 
 @pytest.fixture(scope="module")
-def app(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[Appliance]:
+def app(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Appliance]:
     with running(client, settings(), tmp_path_factory.mktemp("restrict")) as appliance:
         yield appliance
 
@@ -52,8 +54,7 @@ def app(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 STRANGER = "[192.0.2.1]"
 
 
-def rcpt(app: Appliance, sender: str, to: str, helo: str = STRANGER
-         ) -> tuple[int, bytes]:
+def rcpt(app: Appliance, sender: str, to: str, helo: str = STRANGER) -> tuple[int, bytes]:
     c = smtplib.SMTP("127.0.0.1", app.ports[25], timeout=20)
     try:
         c.ehlo(helo)
@@ -65,8 +66,10 @@ def rcpt(app: Appliance, sender: str, to: str, helo: str = STRANGER
         c.close()
 
 
-@pytest.mark.parametrize("to", ["victim@example.net", "victim%example.net@example.com",
-                                "@example.com:victim@example.net"])
+@pytest.mark.parametrize(
+    "to",
+    ["victim@example.net", "victim%example.net@example.com", "@example.com:victim@example.net"],
+)
 def test_a_permissive_recipient_list_cannot_open_a_relay(app: Appliance, to: str) -> None:
     code, reply = rcpt(app, "someone@sender.mailctl.test", to)
     assert 500 <= code < 600, reply
@@ -106,8 +109,10 @@ def test_unauthorized_pipelining_is_refused(app: Appliance) -> None:
     with socket.create_connection(("127.0.0.1", app.ports[25]), timeout=20) as sock:
         sock.recv(1024)  # greeting
         # Talk ahead without waiting, in one write, before EHLO was answered.
-        sock.sendall(b"EHLO [192.0.2.1]\r\nMAIL FROM:<a@sender.mailctl.test>\r\n"
-                     b"RCPT TO:<alice@example.com>\r\nDATA\r\n")
+        sock.sendall(
+            b"EHLO [192.0.2.1]\r\nMAIL FROM:<a@sender.mailctl.test>\r\n"
+            b"RCPT TO:<alice@example.com>\r\nDATA\r\n"
+        )
         data = b""
         while True:
             chunk = sock.recv(4096)

@@ -17,8 +17,11 @@ import pytest
 
 from tests.e2e.appliance import Appliance, crypt, message, running
 
-BASE: dict[str, Any] = {"hostname": "mail.example.com", "domains": ["example.com"],
-                        "greylisting": {"enabled": False}}
+BASE: dict[str, Any] = {
+    "hostname": "mail.example.com",
+    "domains": ["example.com"],
+    "greylisting": {"enabled": False},
+}
 
 
 def imap_ok(app: Appliance, user: str, password: str) -> bool:
@@ -29,10 +32,12 @@ def imap_ok(app: Appliance, user: str, password: str) -> bool:
         return False
 
 
-def test_sasldb_with_auxprop_and_the_user_cli(client: docker.DockerClient,
-                                              tmp_path: Path) -> None:
-    settings = {**BASE, "sasl": {"mechanism": "sasldb", "pwcheck_method": "auxprop"},
-                "users": [{"address": "dave@example.com", "password_file": "/config/dave.pw"}]}
+def test_sasldb_with_auxprop_and_the_user_cli(client: docker.DockerClient, tmp_path: Path) -> None:
+    settings = {
+        **BASE,
+        "sasl": {"mechanism": "sasldb", "pwcheck_method": "auxprop"},
+        "users": [{"address": "dave@example.com", "password_file": "/config/dave.pw"}],
+    }
     with running(client, settings, tmp_path, extra_files={"dave.pw": "dave-pw-1\n"}) as app:
         # auxprop: smtpd reads the chroot copy of sasldb2, saslauthd is not asked
         assert app.can_login("dave@example.com", "dave-pw-1")
@@ -73,10 +78,14 @@ def test_sasldb_with_auxprop_and_the_user_cli(client: docker.DockerClient,
             assert secret not in logs
 
 
-def test_shadow_accounts_follow_settings_and_cli(client: docker.DockerClient,
-                                                 tmp_path: Path) -> None:
-    settings = {**BASE, "sasl": {"mechanism": "shadow"},
-                "users": [{"address": "fred@example.com", "password_hash": crypt("fred-pw-1")}]}
+def test_shadow_accounts_follow_settings_and_cli(
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
+    settings = {
+        **BASE,
+        "sasl": {"mechanism": "shadow"},
+        "users": [{"address": "fred@example.com", "password_hash": crypt("fred-pw-1")}],
+    }
     with running(client, settings, tmp_path) as app:
         assert app.can_login("fred@example.com", "fred-pw-1")
         assert imap_ok(app, "fred@example.com", "fred-pw-1")
@@ -93,10 +102,11 @@ def test_shadow_accounts_follow_settings_and_cli(client: docker.DockerClient,
         assert not app.can_login("gina@example.com", "gina-pw-1")
 
 
-def test_pam_cli_user_gets_a_mailbox_and_mail(client: docker.DockerClient,
-                                              tmp_path: Path) -> None:
-    settings = {**BASE, "users": [{"address": "alice@example.com",
-                                   "password_hash": crypt("alice-pw-1")}]}
+def test_pam_cli_user_gets_a_mailbox_and_mail(client: docker.DockerClient, tmp_path: Path) -> None:
+    settings = {
+        **BASE,
+        "users": [{"address": "alice@example.com", "password_hash": crypt("alice-pw-1")}],
+    }
     with running(client, settings, tmp_path) as app:
         code, out = app.cli("user", "add", "carol@example.com", stdin="carol-pw-1\n")
         assert code == 0, out
@@ -111,19 +121,28 @@ def test_pam_cli_user_gets_a_mailbox_and_mail(client: docker.DockerClient,
 
 
 @pytest.fixture(scope="module")
-def imap_server(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Appliance]:
+def imap_server(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Appliance]:
     """Another appliance whose Cyrus the rimap mechanism logs in to."""
-    settings = {**BASE, "hostname": "imap.example.com", "cyrus": {"allow_plaintext": True},
-                "users": [{"address": "hank@example.com", "password_hash": crypt("hank-pw-1")}]}
+    settings = {
+        **BASE,
+        "hostname": "imap.example.com",
+        "cyrus": {"allow_plaintext": True},
+        "users": [{"address": "hank@example.com", "password_hash": crypt("hank-pw-1")}],
+    }
     with running(client, settings, tmp_path_factory.mktemp("imapserver")) as app:
         yield app
 
 
-def test_rimap_against_another_cyrus(client: docker.DockerClient, imap_server: Appliance,
-                                     tmp_path: Path) -> None:
-    settings = {**BASE, "sasl": {"mechanism": "rimap", "rimap_server": imap_server.ip},
-                "users": [{"address": "hank@example.com"}]}  # no password here
+def test_rimap_against_another_cyrus(
+    client: docker.DockerClient, imap_server: Appliance, tmp_path: Path
+) -> None:
+    settings = {
+        **BASE,
+        "sasl": {"mechanism": "rimap", "rimap_server": imap_server.ip},
+        "users": [{"address": "hank@example.com"}],
+    }  # no password here
     with running(client, settings, tmp_path) as app:
         assert app.can_login("hank@example.com", "hank-pw-1")
         assert not app.can_login("hank@example.com", "hank-pw-2")

@@ -121,12 +121,12 @@ BAD_START: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.mark.parametrize("case", list(BAD_START))
 def test_invalid_settings_stop_the_controller_at_start(
-        client: docker.DockerClient, tmp_path: Path, case: str) -> None:
+    client: docker.DockerClient, tmp_path: Path, case: str
+) -> None:
     change, setting = BAD_START[case]
     settings = copy.deepcopy(base_settings())
     settings.update(change)
-    app = start(client, settings, tmp_path / "s", wait=False,
-                extra_files={"bob.pw": "x\n"})
+    app = start(client, settings, tmp_path / "s", wait=False, extra_files={"bob.pw": "x\n"})
     try:
         result = app.container.wait(timeout=60)
         assert result["StatusCode"] != 0
@@ -136,8 +136,9 @@ def test_invalid_settings_stop_the_controller_at_start(
         app.container.remove(force=True, v=True)
 
 
-def test_own_docker_network_is_refused_as_trusted(client: docker.DockerClient, tmp_path: Path
-                                                  ) -> None:
+def test_own_docker_network_is_refused_as_trusted(
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
     # Docker's default bridge: the container's own subnet (172.17.0.0/16 here).
     settings = base_settings()
     settings["networks"] = ["172.16.0.0/12"]
@@ -149,8 +150,9 @@ def test_own_docker_network_is_refused_as_trusted(client: docker.DockerClient, t
         app.container.remove(force=True, v=True)
 
 
-def test_kubernetes_configmap_symlink_swap_is_applied(client: docker.DockerClient,
-                                                      tmp_path: Path) -> None:
+def test_kubernetes_configmap_symlink_swap_is_applied(
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
     """A ConfigMap volume: settings.yaml -> ..data/settings.yaml, ..data -> ..TIMESTAMP.
 
     Kubernetes updates it by writing a new ..TIMESTAMP directory and renaming a

@@ -53,6 +53,7 @@ def test_sigterm_stops_everything_gracefully(fresh: Appliance) -> None:
     logs = fresh.logs()
     assert "all daemons stopped" in logs
     print(f"\nstopped in {seconds:.2f}s")
+
     # Reverse start order: postfix stops before cyrus, cyrus before saslauthd (each may
     # still be in its start window: ready counts from the first answer on its ports).
     def stopping(name: str) -> int:

@@ -195,7 +195,7 @@ def fetchmail_tokens(rc: bytes) -> list[tuple[str, str]]:
     pos = 0
     while pos < len(rc):
         m = _FM_TOKEN.match(rc, pos)
-        assert m is not None, f"fetchmail cannot lex {rc[pos:pos + 20]!r}"
+        assert m is not None, f"fetchmail cannot lex {rc[pos : pos + 20]!r}"
         pos = m.end()
         kind = m.lastgroup
         if kind in ("dq", "sq"):

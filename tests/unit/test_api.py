@@ -20,7 +20,6 @@ from mailctl.reconcile import Controller
 from mailctl.render.bundle import DaemonSpec, Reload
 from mailctl.settings.loader import build_settings
 from mailctl.supervise.process import State
-
 from tests.unit.factory import base_data
 
 TOKEN = "t0k3n-" + "x" * 30
@@ -66,22 +65,28 @@ def test_no_docs_or_openapi_are_served() -> None:
 
 # --- /status and the token -------------------------------------------------------
 
-BAD_AUTH = [{}, {"Authorization": ""}, {"Authorization": "Bearer"},
-            {"Authorization": "Bearer "}, {"Authorization": f"Basic {TOKEN}"},
-            {"Authorization": TOKEN}, {"Authorization": "Bearer wrong-token-but-long-enough"},
-            {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": f"Bearer {TOKEN[:-1]}"}]
+BAD_AUTH = [
+    {},
+    {"Authorization": ""},
+    {"Authorization": "Bearer"},
+    {"Authorization": "Bearer "},
+    {"Authorization": f"Basic {TOKEN}"},
+    {"Authorization": TOKEN},
+    {"Authorization": "Bearer wrong-token-but-long-enough"},
+    {"Authorization": f"Bearer {TOKEN}x"},
+    {"Authorization": f"Bearer {TOKEN[:-1]}"},
+]
 
 
 @pytest.mark.parametrize("query", ["", f"?token={TOKEN}", f"?access_token={TOKEN}", "?_=1"])
 @pytest.mark.parametrize("headers", BAD_AUTH)
-def test_status_never_answers_without_the_right_token(headers: dict[str, str],
-                                                      query: str) -> None:
+def test_status_never_answers_without_the_right_token(headers: dict[str, str], query: str) -> None:
     source = FakeSource(False, {"ready": False, "problems": ["internal detail 42"]})
     r = TestClient(create_app(source, TOKEN), raise_server_exceptions=False).get(
-        "/status" + query, headers=headers)
+        "/status" + query, headers=headers
+    )
     assert r.status_code != 200
     assert "internal detail 42" not in r.text and TOKEN not in r.text
-
 
 
 @pytest.mark.parametrize(
@@ -99,8 +104,19 @@ def test_status_never_answers_without_the_right_token(headers: dict[str, str],
         ({"Authorization": f"Bearer {TOKEN}"}, 200),
         ({"Authorization": f"bearer {TOKEN}"}, 200),
     ],
-    ids=["none", "empty", "scheme-only", "scheme-blank", "basic", "bare-token", "wrong",
-         "longer", "shorter", "right", "lower-case-scheme"],
+    ids=[
+        "none",
+        "empty",
+        "scheme-only",
+        "scheme-blank",
+        "basic",
+        "bare-token",
+        "wrong",
+        "longer",
+        "shorter",
+        "right",
+        "lower-case-scheme",
+    ],
 )
 def test_status_needs_the_bearer_token(headers: dict[str, str], code: int) -> None:
     r = client(NOT_READY).get("/status", headers=headers)
@@ -123,10 +139,13 @@ def test_status_is_off_without_a_token() -> None:
     assert r.status_code == 404
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("", None), ("x" * (MIN_TOKEN - 1), None), ("x" * MIN_TOKEN, "x" * MIN_TOKEN)])
-def test_admin_token_needs_a_long_one(monkeypatch: pytest.MonkeyPatch, value: str,
-                                      expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", None), ("x" * (MIN_TOKEN - 1), None), ("x" * MIN_TOKEN, "x" * MIN_TOKEN)],
+)
+def test_admin_token_needs_a_long_one(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str | None
+) -> None:
     monkeypatch.setenv("MAILCTL_API_TOKEN", value)
     assert admin_token() == expected
 
@@ -152,12 +171,12 @@ def test_controller_not_ready_before_a_good_apply(tmp_path: Path) -> None:
 def test_controller_ready_when_applied_and_daemons_run(tmp_path: Path) -> None:
     ctl = _controller(tmp_path)
     ctl.status.ok = True
-    ctl.supervisor.configure([DaemonSpec(name="postfix", argv=("/bin/true",), reads=(),
-                                         reload=Reload("none"))])
+    ctl.supervisor.configure(
+        [DaemonSpec(name="postfix", argv=("/bin/true",), reads=(), reload=Reload("none"))]
+    )
     r = client(ctl).get("/readyz")
     assert r.status_code == 503
-    assert r.json()["problems"] == ["postfix is stopped",
-                                    "the users' mailboxes are being created"]
+    assert r.json()["problems"] == ["postfix is stopped", "the users' mailboxes are being created"]
     ctl.mailboxes_made = True
     r = client(ctl).get("/readyz")
     assert r.json()["problems"] == ["postfix is stopped"]
@@ -171,8 +190,7 @@ def _failed_controller(tmp_path: Path) -> Controller:
     """A controller whose last apply failed on a clear-text password in password_hash."""
     ctl = _controller(tmp_path)
     try:
-        build_settings(base_data(users=[{"address": "alice@example.com",
-                                         "password_hash": CLEAR}]))
+        build_settings(base_data(users=[{"address": "alice@example.com", "password_hash": CLEAR}]))
     except SettingsError as exc:
         ctl.status.error = str(exc)
     assert ctl.status.error and "users.0.password_hash" in ctl.status.error
@@ -188,7 +206,8 @@ def test_readyz_body_holds_no_secret(tmp_path: Path) -> None:
 
 def test_status_body_holds_no_secret(tmp_path: Path) -> None:
     r = client(_failed_controller(tmp_path)).get(
-        "/status", headers={"Authorization": f"Bearer {TOKEN}"})
+        "/status", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert r.status_code == 200
     assert "users.0.password_hash" in r.text
     assert CLEAR not in r.text and TOKEN not in r.text

@@ -7,14 +7,17 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mailctl.apply import files, transaction, validate
 from mailctl.errors import ApplyError, ValidationError
 from mailctl.render.bundle import Bundle, File
 
 
 def bundle(**contents: str) -> Bundle:
-    return Bundle(files={k.replace("__", "/"): File(v.encode(), 0o640)
-                         for k, v in contents.items()}, daemons=())
+    return Bundle(
+        files={k.replace("__", "/"): File(v.encode(), 0o640) for k, v in contents.items()},
+        daemons=(),
+    )
 
 
 def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
@@ -70,7 +73,11 @@ def test_prune_keeps_the_newest_and_the_live_one(tmp_path: Path) -> None:
     files.swap(revs[1], tmp_path)  # rolled back to an old one
     files.prune(tmp_path, keep=3)
     assert sorted(p.name for p in (tmp_path / "revs").iterdir()) == [
-        "000002", "000004", "000005", "000006"]
+        "000002",
+        "000004",
+        "000005",
+        "000006",
+    ]
 
 
 # --- the transaction ------------------------------------------------------------
@@ -84,8 +91,13 @@ class FakeValidate:
     def last(self) -> tuple[Path, frozenset[str] | None]:
         return self.calls[-1]
 
-    def __call__(self, stage: Path, b: Bundle, changed: frozenset[str] | None = None,
-                 live: Path | None = None) -> None:
+    def __call__(
+        self,
+        stage: Path,
+        b: Bundle,
+        changed: frozenset[str] | None = None,
+        live: Path | None = None,
+    ) -> None:
         # The staged tree is complete when the checker runs.
         for rel, f in b.files.items():
             assert (stage / rel).read_bytes() == f.content
@@ -137,8 +149,9 @@ def test_a_change_is_checked_as_a_change(tmp_path: Path, checker: FakeValidate) 
     [ValidationError("postconf -n (main.cf): warning: something"), OSError(28, "No space")],
     ids=["refused", "disk-full"],
 )
-def test_a_refused_revision_leaves_the_live_one(tmp_path: Path, checker: FakeValidate,
-                                               error: Exception) -> None:
+def test_a_refused_revision_leaves_the_live_one(
+    tmp_path: Path, checker: FakeValidate, error: Exception
+) -> None:
     good = transaction.apply(bundle(a="1"), root=tmp_path)
     checker.error = error
     with pytest.raises(ApplyError, match="not applied"):

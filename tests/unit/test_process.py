@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
 from mailctl.render.bundle import DaemonSpec, Probe, Reload
 from mailctl.supervise import probe, process
 from mailctl.supervise.process import Process, State, backoff_delays
@@ -83,16 +84,25 @@ class Spawner:
 @pytest.fixture
 def spawner(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spawner]:
     sp = Spawner()
-    monkeypatch.setattr(process, "subprocess", SimpleNamespace(
-        Popen=sp.popen, DEVNULL=subprocess.DEVNULL, PIPE=subprocess.PIPE,
-        STDOUT=subprocess.STDOUT, TimeoutExpired=subprocess.TimeoutExpired))
+    monkeypatch.setattr(
+        process,
+        "subprocess",
+        SimpleNamespace(
+            Popen=sp.popen,
+            DEVNULL=subprocess.DEVNULL,
+            PIPE=subprocess.PIPE,
+            STDOUT=subprocess.STDOUT,
+            TimeoutExpired=subprocess.TimeoutExpired,
+        ),
+    )
     monkeypatch.setattr(process, "os", SimpleNamespace(kill=sp.kill, killpg=sp.killpg))
     yield sp
 
 
 def spec(name: str = "daemon", **kw: Any) -> DaemonSpec:
-    return DaemonSpec(name=name, argv=(f"/usr/sbin/{name}", "-f"), reads=(),
-                      reload=Reload("restart"), **kw)
+    return DaemonSpec(
+        name=name, argv=(f"/usr/sbin/{name}", "-f"), reads=(), reload=Reload("restart"), **kw
+    )
 
 
 def state(p: Process) -> State:
@@ -109,8 +119,9 @@ def test_backoff_delays_double_up_to_a_cap() -> None:
     assert [next(delays) for _ in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
 
 
-def test_start_then_running_after_startsecs(spawner: Spawner,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_start_then_running_after_startsecs(
+    spawner: Spawner, capsys: pytest.CaptureFixture[str]
+) -> None:
     clock = FakeClock()
     p = proc(clock)
     assert state(p) is State.STOPPED
@@ -175,8 +186,9 @@ def _fail_fast(p: Process, spawner: Spawner, clock: FakeClock) -> float:
     return delay
 
 
-def test_repeated_fast_failures_back_off_then_go_fatal(spawner: Spawner,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_repeated_fast_failures_back_off_then_go_fatal(
+    spawner: Spawner, capsys: pytest.CaptureFixture[str]
+) -> None:
     clock = FakeClock()
     p = proc(clock)
     p.start()
@@ -300,8 +312,9 @@ def test_supervisor_starts_a_daemon_only_when_its_dependency_answers(
     answering: set[str] = set()
     monkeypatch.setattr(probe, "answers", lambda p: p.target in answering)
     sup = Supervisor()
-    sup.configure([spec("sasl", probes=(Probe("unix", "/run/sasl"),)),
-                   spec("postfix", before=("sasl",))])
+    sup.configure(
+        [spec("sasl", probes=(Probe("unix", "/run/sasl"),)), spec("postfix", before=("sasl",))]
+    )
     sup.tick()
     assert [p.argv[0] for p in spawner.procs] == ["/usr/sbin/sasl"]
     sup.tick()
@@ -311,8 +324,9 @@ def test_supervisor_starts_a_daemon_only_when_its_dependency_answers(
     assert [p.argv[0] for p in spawner.procs] == ["/usr/sbin/sasl", "/usr/sbin/postfix"]
 
 
-def test_supervisor_stops_in_reverse_order(spawner: Spawner,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_supervisor_stops_in_reverse_order(
+    spawner: Spawner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(probe, "answers", lambda p: True)
     sup = Supervisor()
     sup.configure([spec("a"), spec("b", before=("a",)), spec("c", before=("b",))])
@@ -330,8 +344,7 @@ def test_supervisor_configure_reports_changed_command_lines(spawner: Spawner) ->
     sup = Supervisor()
     sup.configure([spec("a"), spec("b")])
     sup.tick()
-    new_b = DaemonSpec(name="b", argv=("/usr/sbin/b", "--new"), reads=(),
-                       reload=Reload("restart"))
+    new_b = DaemonSpec(name="b", argv=("/usr/sbin/b", "--new"), reads=(), reload=Reload("restart"))
     assert sup.configure([spec("a"), new_b]) == {"b"}
     assert sup.procs["b"].spec.argv == ("/usr/sbin/b", "--new")
     assert sup.configure([spec("a")]) == set()
@@ -344,8 +357,16 @@ def test_supervisor_configure_reports_changed_command_lines(spawner: Spawner) ->
 
 def test_supervisor_reloads_the_way_the_spec_says(spawner: Spawner) -> None:
     sup = Supervisor()
-    sup.configure([DaemonSpec(name="p", argv=("/usr/sbin/p",), reads=(),
-                              reload=Reload("signal", signal=signal.SIGHUP))])
+    sup.configure(
+        [
+            DaemonSpec(
+                name="p",
+                argv=("/usr/sbin/p",),
+                reads=(),
+                reload=Reload("signal", signal=signal.SIGHUP),
+            )
+        ]
+    )
     sup.tick()
     sup.reload("p")
     assert spawner.signals == [(spawner.last.pid, signal.SIGHUP)]

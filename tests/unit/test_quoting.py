@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from mailctl.errors import RenderError, SettingsError
 from mailctl.render import postfix_maps, render, sasl
 from mailctl.render import quoting as q
@@ -25,7 +26,6 @@ from mailctl.settings import restrictions as settings_restrictions
 from mailctl.settings.loader import build_settings
 from mailctl.settings.maps import local_name, transport
 from mailctl.settings.model import User
-
 from tests.unit.factory import (
     HASH,
     base_data,
@@ -114,7 +114,7 @@ def cyrus_options(text: str) -> dict[str, str]:
         assert not line.rstrip().endswith("\\"), "a trailing backslash joins the next line"
         m = re.match(r"([A-Za-z0-9_-]+):", body)
         assert m, f"invalid option name: {body!r}"
-        value = body[m.end():].strip()
+        value = body[m.end() :].strip()
         assert value, f"empty option value for {m.group(1)} (Cyrus exits)"
         assert m.group(1).lower() not in out, "Cyrus exits on a repeated option"
         out[m.group(1).lower()] = value
@@ -165,7 +165,7 @@ def saslauthd_options(text: str) -> list[tuple[str, str]]:
             continue
         m = re.match(r"([A-Za-z0-9_-]+):", body)
         assert m, f"no colon separator: {body[:40]!r}"
-        value = body[m.end():].lstrip()
+        value = body[m.end() :].lstrip()
         assert value, f"keyword {m.group(1)}: no value"
         out.append((m.group(1).lower(), value))
     return out
@@ -208,90 +208,206 @@ FORMATS = [
         "main_cf_text",
         lambda v: q.fold("smtpd_banner", q.main_cf_text(v, SETTING)),
         lambda t: postfix_literal(_single_param(t, "smtpd_banner")),
-        must_accept=frozenset({
-            "plain", "dollar", "dollar_brace", "dollar_bang", "hash_start", "hash_mid",
-            "comma", "comma_space", "equals", "dquote", "squote", "backslash",
-            "trailing_backslash", "inner_blank", "brace", "slash_regex", "colon_end", "long",
-            "umlaut", "emoji", "empty", "fetchmail_inject", "long_with_commas",
-        }),
-        
+        must_accept=frozenset(
+            {
+                "plain",
+                "dollar",
+                "dollar_brace",
+                "dollar_bang",
+                "hash_start",
+                "hash_mid",
+                "comma",
+                "comma_space",
+                "equals",
+                "dquote",
+                "squote",
+                "backslash",
+                "trailing_backslash",
+                "inner_blank",
+                "brace",
+                "slash_regex",
+                "colon_end",
+                "long",
+                "umlaut",
+                "emoji",
+                "empty",
+                "fetchmail_inject",
+                "long_with_commas",
+            }
+        ),
     ),
     Format(
         "main_cf_list",
         lambda v: q.fold("mydestination", q.main_cf_list([v, "b.example"], SETTING)),
         lambda t: postfix_list(postfix_literal(_single_param(t, "mydestination"))),
         expect=lambda v: [v, "b.example"],
-        must_accept=frozenset({
-            "plain", "hash_mid", "equals", "dquote", "squote", "backslash", "colon_end",
-            "long", "umlaut", "emoji",
-        }),
+        must_accept=frozenset(
+            {
+                "plain",
+                "hash_mid",
+                "equals",
+                "dquote",
+                "squote",
+                "backslash",
+                "colon_end",
+                "long",
+                "umlaut",
+                "emoji",
+            }
+        ),
     ),
     Format(
         "map_key",
         lambda v: q.map_line(v, "OK", SETTING),
         lambda t: _single_entry(t),
         expect=lambda v: (v, "OK"),
-        must_accept=frozenset({
-            "plain", "dollar", "dollar_brace", "hash_mid", "comma", "equals", "dquote",
-            "squote", "backslash", "trailing_backslash", "brace", "slash_regex", "long",
-            "umlaut", "emoji",
-        }),
+        must_accept=frozenset(
+            {
+                "plain",
+                "dollar",
+                "dollar_brace",
+                "hash_mid",
+                "comma",
+                "equals",
+                "dquote",
+                "squote",
+                "backslash",
+                "trailing_backslash",
+                "brace",
+                "slash_regex",
+                "long",
+                "umlaut",
+                "emoji",
+            }
+        ),
     ),
     Format(
         "map_value",
         lambda v: q.map_line("key@example.com", v, SETTING),
         lambda t: _single_entry(t),
         expect=lambda v: ("key@example.com", v),
-        must_accept=frozenset({
-            "plain", "dollar", "hash_start", "hash_mid", "comma", "comma_space", "equals",
-            "dquote", "squote", "backslash", "trailing_backslash", "inner_blank", "brace",
-            "slash_regex", "colon_end", "long", "long_with_commas", "umlaut", "emoji",
-            "fetchmail_inject",
-        }),
+        must_accept=frozenset(
+            {
+                "plain",
+                "dollar",
+                "hash_start",
+                "hash_mid",
+                "comma",
+                "comma_space",
+                "equals",
+                "dquote",
+                "squote",
+                "backslash",
+                "trailing_backslash",
+                "inner_blank",
+                "brace",
+                "slash_regex",
+                "colon_end",
+                "long",
+                "long_with_commas",
+                "umlaut",
+                "emoji",
+                "fetchmail_inject",
+            }
+        ),
     ),
     Format(
         "master_option",
         lambda v: q.master_option("smtpd_banner", v, SETTING),
         lambda t: _master_value(t, "smtpd_banner"),
-        must_accept=frozenset({
-            "plain", "hash_mid", "comma", "equals", "dquote", "squote", "backslash",
-            "colon_end", "long", "umlaut", "emoji",
-        }),
-        
+        must_accept=frozenset(
+            {
+                "plain",
+                "hash_mid",
+                "comma",
+                "equals",
+                "dquote",
+                "squote",
+                "backslash",
+                "colon_end",
+                "long",
+                "umlaut",
+                "emoji",
+            }
+        ),
     ),
     Format(
         "imapd_value",
         lambda v: f"servername: {q.imapd_value(v, SETTING)}\n",
         lambda t: _cyrus_value(t, "servername"),
-        must_accept=frozenset({
-            "plain", "dollar", "hash_start", "hash_mid", "comma", "comma_space", "equals",
-            "dquote", "squote", "backslash", "inner_blank", "brace", "slash_regex",
-            "colon_end", "long", "umlaut", "emoji", "fetchmail_inject",
-        }),
-        
+        must_accept=frozenset(
+            {
+                "plain",
+                "dollar",
+                "hash_start",
+                "hash_mid",
+                "comma",
+                "comma_space",
+                "equals",
+                "dquote",
+                "squote",
+                "backslash",
+                "inner_blank",
+                "brace",
+                "slash_regex",
+                "colon_end",
+                "long",
+                "umlaut",
+                "emoji",
+                "fetchmail_inject",
+            }
+        ),
     ),
     Format(
         "imapd_list",
         lambda v: f"admins: {q.imapd_list([v, 'cyrus'], SETTING)}\n",
         lambda t: _cyrus_value(t, "admins").split(),
         expect=lambda v: [v, "cyrus"],
-        must_accept=frozenset({
-            "plain", "dollar", "hash_mid", "comma", "equals", "dquote", "squote",
-            "backslash", "colon_end", "long", "umlaut", "emoji",
-        }),
+        must_accept=frozenset(
+            {
+                "plain",
+                "dollar",
+                "hash_mid",
+                "comma",
+                "equals",
+                "dquote",
+                "squote",
+                "backslash",
+                "colon_end",
+                "long",
+                "umlaut",
+                "emoji",
+            }
+        ),
     ),
     Format(
         "saslauthd_value",
         lambda v: f"ldap_filter: {q.saslauthd_value(v, SETTING, secret=True)}\n",
         saslauthd_options,
         expect=lambda v: [("ldap_filter", v)],
-        must_accept=frozenset({
-            "plain", "dollar", "hash_start", "hash_mid", "comma", "comma_space", "equals",
-            "dquote", "squote", "backslash", "trailing_backslash", "inner_blank", "brace",
-            "slash_regex", "colon_end", "long_with_commas", "umlaut", "emoji",
-            "fetchmail_inject",
-        }),
-        
+        must_accept=frozenset(
+            {
+                "plain",
+                "dollar",
+                "hash_start",
+                "hash_mid",
+                "comma",
+                "comma_space",
+                "equals",
+                "dquote",
+                "squote",
+                "backslash",
+                "trailing_backslash",
+                "inner_blank",
+                "brace",
+                "slash_regex",
+                "colon_end",
+                "long_with_commas",
+                "umlaut",
+                "emoji",
+                "fetchmail_inject",
+            }
+        ),
     ),
     Format(
         "fetchmail_string",
@@ -305,10 +421,18 @@ FORMATS = [
         lambda v: q.postgrey_entry(v, SETTING) + "\n",
         postgrey_entries,
         expect=lambda v: [v.lower()],
-        must_accept=frozenset({
-            "plain", "dollar", "comma", "equals", "backslash", "long", "umlaut", "emoji",
-        }),
-        
+        must_accept=frozenset(
+            {
+                "plain",
+                "dollar",
+                "comma",
+                "equals",
+                "backslash",
+                "long",
+                "umlaut",
+                "emoji",
+            }
+        ),
     ),
     Format(
         "pam_pwdfile_user",
@@ -317,7 +441,6 @@ FORMATS = [
         expect=lambda v: {v: HASH},
         setting="users",
         must_accept=frozenset({"plain", "dollar", "hash_mid", "equals", "long", "umlaut"}),
-        
     ),
 ]
 
@@ -326,8 +449,9 @@ def _cases() -> list[Any]:
     cases = []
     for fmt in FORMATS:
         for vid, value in HOSTILE.items():
-            marks = ([pytest.mark.xfail(strict=True, reason=fmt.bugs[vid])]
-                     if vid in fmt.bugs else [])
+            marks = (
+                [pytest.mark.xfail(strict=True, reason=fmt.bugs[vid])] if vid in fmt.bugs else []
+            )
             cases.append(pytest.param(fmt, vid, value, id=f"{fmt.name}-{vid}", marks=marks))
     return cases
 
@@ -358,7 +482,9 @@ def test_fetchmail_quote_cannot_smuggle_a_keyword() -> None:
     out = q.fetchmail_string(value, SETTING)
     assert '"' not in out[1:-1]
     assert fetchmail_tokens(f"password {out}\n".encode()) == [
-        ("word", "password"), ("string", value)]
+        ("word", "password"),
+        ("string", value),
+    ]
 
 
 def test_fetchmail_string_writes_utf8_bytes_as_two_digit_hex() -> None:
@@ -413,8 +539,12 @@ def test_fold_keeps_short_values_on_one_line() -> None:
 
 
 def _fetch(**acc: Any) -> dict[str, Any]:
-    account = {"server": "pop.provider.example", "user": "me",
-               "password_file": "/run/secrets/pop", "deliver_to": "alice@example.com"}
+    account = {
+        "server": "pop.provider.example",
+        "user": "me",
+        "password_file": "/run/secrets/pop",
+        "deliver_to": "alice@example.com",
+    }
     account.update(acc)
     return {"accounts": [account]}
 
@@ -429,97 +559,191 @@ THROUGH_SETTINGS: list[Any] = [
     ("hostname-upper", {"hostname": "MAIL.Example.COM"}, None),
     ("domains-comma", {"domains": ["example.com, evil.org"]}, "domains.0"),
     ("domains-newline", {"domains": ["example.com\nmynetworks=0.0.0.0/0"]}, "domains.0"),
-    ("user-percent-hack", {"users": [{"address": "a%evil.org@example.com",
-                                      "password_hash": HASH}]}, "users.0.address"),
-    ("user-bang-path", {"users": [{"address": "evil.org!a@example.com",
-                                   "password_hash": HASH}]}, "users.0.address"),
-    ("user-quoted-local", {"users": [{"address": '"a@evil.org"@example.com',
-                                      "password_hash": HASH}]}, "users.0.address"),
-    ("user-source-route", {"users": [{"address": "@example.com:a@evil.org",
-                                      "password_hash": HASH}]}, "users.0.address"),
-    ("user-ip-literal", {"users": [{"address": "a@[192.0.2.1]", "password_hash": HASH}]},
-     "users.0.address"),
-    pytest.param("user-newline-local", {"users": [{"address": "alice\n@example.com",
-                                                   "password_hash": HASH}]}, "users.0.address"),
-    ("user-hash-cleartext", {"users": [{"address": "a@example.com",
-                                        "password_hash": "hunter2"}]}, "users.0.password_hash"),
-    ("alias-target-injection", {"aliases": {"x@example.com": "y@example.org\nmynetworks=0/0"}},
-     "aliases"),
+    (
+        "user-percent-hack",
+        {"users": [{"address": "a%evil.org@example.com", "password_hash": HASH}]},
+        "users.0.address",
+    ),
+    (
+        "user-bang-path",
+        {"users": [{"address": "evil.org!a@example.com", "password_hash": HASH}]},
+        "users.0.address",
+    ),
+    (
+        "user-quoted-local",
+        {"users": [{"address": '"a@evil.org"@example.com', "password_hash": HASH}]},
+        "users.0.address",
+    ),
+    (
+        "user-source-route",
+        {"users": [{"address": "@example.com:a@evil.org", "password_hash": HASH}]},
+        "users.0.address",
+    ),
+    (
+        "user-ip-literal",
+        {"users": [{"address": "a@[192.0.2.1]", "password_hash": HASH}]},
+        "users.0.address",
+    ),
+    pytest.param(
+        "user-newline-local",
+        {"users": [{"address": "alice\n@example.com", "password_hash": HASH}]},
+        "users.0.address",
+    ),
+    (
+        "user-hash-cleartext",
+        {"users": [{"address": "a@example.com", "password_hash": "hunter2"}]},
+        "users.0.password_hash",
+    ),
+    (
+        "alias-target-injection",
+        {"aliases": {"x@example.com": "y@example.org\nmynetworks=0/0"}},
+        "aliases",
+    ),
     ("alias-key-newline", {"aliases": {"x\n@example.com": "alice@example.com"}}, "aliases"),
     ("alias-target-pipe", {"aliases": {"x@example.com": '"|/bin/sh"@example.com'}}, "aliases"),
-    ("local-alias-command", {"maps": {"local_aliases": {"root": ["|/bin/sh -c id"]}}},
-     "maps.local_aliases"),
-    ("local-alias-include-dotdot", {"maps": {"local_aliases": {
-        "root": [":include:/etc/../etc/shadow"]}}}, "maps.local_aliases"),
-    ("local-alias-key-newline", {"maps": {"local_aliases": {"root\n": ["alice@example.com"]}}},
-     "maps.local_aliases"),
-    ("transport-injection", {"maps": {"transports": {
-        "example.net": "smtp:[relay.example.net]:25\nmynetworks = 0.0.0.0/0"}}},
-     "maps.transports"),
-    ("transport-trailing-newline", {"maps": {"transports": {
-        "example.net": "smtp:relay.example.net\n"}}}, "maps.transports"),
-    ("transport-dollar-text", {"maps": {"transports": {
-        "example.net": "error:5.1.1 gone, see $url"}}}, None),
-    ("access-action-newline", {"access": {"clients": {"192.0.2.0/24": "REJECT go\nOK"}}},
-     "access.clients"),
-    ("access-action-text", {"access": {"senders": {"spam@example.org": "REJECT no $spam, #1"}}},
-     None),
+    (
+        "local-alias-command",
+        {"maps": {"local_aliases": {"root": ["|/bin/sh -c id"]}}},
+        "maps.local_aliases",
+    ),
+    (
+        "local-alias-include-dotdot",
+        {"maps": {"local_aliases": {"root": [":include:/etc/../etc/shadow"]}}},
+        "maps.local_aliases",
+    ),
+    (
+        "local-alias-key-newline",
+        {"maps": {"local_aliases": {"root\n": ["alice@example.com"]}}},
+        "maps.local_aliases",
+    ),
+    (
+        "transport-injection",
+        {
+            "maps": {
+                "transports": {"example.net": "smtp:[relay.example.net]:25\nmynetworks = 0.0.0.0/0"}
+            }
+        },
+        "maps.transports",
+    ),
+    (
+        "transport-trailing-newline",
+        {"maps": {"transports": {"example.net": "smtp:relay.example.net\n"}}},
+        "maps.transports",
+    ),
+    (
+        "transport-dollar-text",
+        {"maps": {"transports": {"example.net": "error:5.1.1 gone, see $url"}}},
+        None,
+    ),
+    (
+        "access-action-newline",
+        {"access": {"clients": {"192.0.2.0/24": "REJECT go\nOK"}}},
+        "access.clients",
+    ),
+    (
+        "access-action-text",
+        {"access": {"senders": {"spam@example.org": "REJECT no $spam, #1"}}},
+        None,
+    ),
     ("access-helo-blank", {"access": {"helo": {"evil host": "REJECT"}}}, "access.helo"),
-    ("restriction-newline", {"restrictions": {"recipient": ["permit\nmynetworks = 0.0.0.0/0"]}},
-     "restrictions.recipient"),
-    ("restriction-comma-list", {"restrictions": {"client": [
-        "reject_rbl_client zen.spamhaus.org, permit"]}}, "restrictions.client"),
-    ("restriction-class-bad-name", {"restrictions": {"classes": {"Bad-Name": ["permit"]}}},
-     "restrictions.classes"),
-    ("rbl-injection", {"rbl": {"lists": ["zen.spamhaus.org\nmynetworks=0.0.0.0/0"]}},
-     "rbl.lists.0"),
-    ("greylist-regex", {"greylisting": {"whitelist_clients": ["/.*/"]}},
-     "greylisting.whitelist_clients"),
-    ("greylist-recipient-regex", {"greylisting": {"whitelist_recipients": ["/.*/"]}},
-     "greylisting.whitelist_recipients"),
+    (
+        "restriction-newline",
+        {"restrictions": {"recipient": ["permit\nmynetworks = 0.0.0.0/0"]}},
+        "restrictions.recipient",
+    ),
+    (
+        "restriction-comma-list",
+        {"restrictions": {"client": ["reject_rbl_client zen.spamhaus.org, permit"]}},
+        "restrictions.client",
+    ),
+    (
+        "restriction-class-bad-name",
+        {"restrictions": {"classes": {"Bad-Name": ["permit"]}}},
+        "restrictions.classes",
+    ),
+    (
+        "rbl-injection",
+        {"rbl": {"lists": ["zen.spamhaus.org\nmynetworks=0.0.0.0/0"]}},
+        "rbl.lists.0",
+    ),
+    (
+        "greylist-regex",
+        {"greylisting": {"whitelist_clients": ["/.*/"]}},
+        "greylisting.whitelist_clients",
+    ),
+    (
+        "greylist-recipient-regex",
+        {"greylisting": {"whitelist_recipients": ["/.*/"]}},
+        "greylisting.whitelist_recipients",
+    ),
     ("networks-everything", {"networks": ["0.0.0.0/0"]}, "networks.0"),
     ("networks-too-wide", {"networks": ["10.0.0.0/7"]}, "networks.0"),
     ("sasl-local-domain", {"sasl": {"local_domain": "example.com\nx=y"}}, "sasl.local_domain"),
-    ("cyrus-admins-blank", {"cyrus": {"admins": ["alice@example.com bob@example.com"]}},
-     "cyrus.admins.0"),
+    (
+        "cyrus-admins-blank",
+        {"cyrus": {"admins": ["alice@example.com bob@example.com"]}},
+        "cyrus.admins.0",
+    ),
     ("banner-newline", {"smtp": {"banner": "ESMTP\nmynetworks = 0.0.0.0/0"}}, "smtp.banner"),
     ("banner-dollar", {"smtp": {"banner": "ESMTP $mynetworks ${x} $!"}}, None),
-    ("fetchmail-server-quote", {"fetchmail": _fetch(server='pop.example.com" pre "x')},
-     "fetchmail.accounts.0.server"),
-    ("fetchmail-user-newline", {"fetchmail": _fetch(user="me\npreconnect x")},
-     "fetchmail.accounts.0.user"),
-    ("fetchmail-user-quote", {"fetchmail": _fetch(user='me" preconnect "touch /tmp/pwned')},
-     None),
+    (
+        "fetchmail-server-quote",
+        {"fetchmail": _fetch(server='pop.example.com" pre "x')},
+        "fetchmail.accounts.0.server",
+    ),
+    (
+        "fetchmail-user-newline",
+        {"fetchmail": _fetch(user="me\npreconnect x")},
+        "fetchmail.accounts.0.user",
+    ),
+    ("fetchmail-user-quote", {"fetchmail": _fetch(user='me" preconnect "touch /tmp/pwned')}, None),
     ("fetchmail-user-unicode", {"fetchmail": _fetch(user="jürgen@provider.example 📧")}, None),
 ]
 
-FETCHMAIL_COMMANDS = {"preconnect", "pre", "postconnect", "post", "mda", "plugin", "plugout",
-                      "bsmtp", "lmtp"}
+FETCHMAIL_COMMANDS = {
+    "preconnect",
+    "pre",
+    "postconnect",
+    "post",
+    "mda",
+    "plugin",
+    "plugout",
+    "bsmtp",
+    "lmtp",
+}
 
 
 @functools.cache
 def _base_main_cf() -> dict[str, str]:
     base = settings()
-    return main_cf_params(render(base, secrets_for(base)).files["postfix/main.cf"]
-                          .content.decode())
+    return main_cf_params(render(base, secrets_for(base)).files["postfix/main.cf"].content.decode())
 
 
 def assert_bundle_sane(s: Settings) -> dict[str, str]:
     """Render `s`; check no file gained a parameter, entry or keyword it should not have."""
     bundle = render(s, secrets_for(s))
-    files = {p: f.content.decode("utf-8") for p, f in bundle.files.items() if p.startswith((
-        "postfix/", "cyrus/", "postgrey/", "fetchmail/"))}
+    files = {
+        p: f.content.decode("utf-8")
+        for p, f in bundle.files.items()
+        if p.startswith(("postfix/", "cyrus/", "postgrey/", "fetchmail/"))
+    }
     defs = parse_main_cf(files["postfix/main.cf"])
     names = [n for n, _ in defs]
     assert len(names) == len(set(names)), "a main.cf parameter is defined twice"
     params = dict(defs)
     base = _base_main_cf()
     assert set(params) - set(base) <= set(s.restrictions.classes)
-    for key in ("mynetworks", "smtpd_relay_restrictions", "compatibility_level",
-                "smtpd_tls_auth_only", "smtpd_forbid_unauth_pipelining"):
+    for key in (
+        "mynetworks",
+        "smtpd_relay_restrictions",
+        "compatibility_level",
+        "smtpd_tls_auth_only",
+        "smtpd_forbid_unauth_pipelining",
+    ):
         assert params[key] == base[key], key
     tables = ["postfix/virtual", "postfix/vmailbox"] + [
-        t.path for t in postfix_maps.tables(s).values() if t.name != "aliases"]
+        t.path for t in postfix_maps.tables(s).values() if t.name != "aliases"
+    ]
     for path in tables:
         for key, value in parse_table(files[path]):
             assert key and value and not re.search(r"\s", key), (path, key, value)
@@ -567,10 +791,12 @@ def test_hostile_setting_is_refused_naming_the_field_or_rendered_safely(
         assert postfix_literal(banner.removeprefix("$myhostname ")) == changes["smtp"]["banner"]
     if "maps" in changes:
         assert ("example.net", "error:5.1.1 gone, see $url") in parse_table(
-            files["postfix/transport"])
+            files["postfix/transport"]
+        )
     if "access" in changes:
         assert ("spam@example.org", "REJECT no $spam, #1") in parse_table(
-            files["postfix/sender_access"])
+            files["postfix/sender_access"]
+        )
     if "hostname" in changes:
         assert main_cf_params(files["postfix/main.cf"])["myhostname"] == "mail.example.com"
 
@@ -611,8 +837,13 @@ def _saslauthd_conf(s: Settings) -> list[tuple[str, str]]:
 def test_saslauthd_conf_means_what_the_settings_say() -> None:
     flt = '(&(mail=%u)(objectClass=inetOrgPerson)) # "quoted" $x'
     opts = _saslauthd_conf(settings(sasl=_ldap(filter=flt)))
-    assert [k for k, _ in opts] == ["ldap_servers", "ldap_search_base", "ldap_filter",
-                                    "ldap_start_tls", "ldap_timeout"]
+    assert [k for k, _ in opts] == [
+        "ldap_servers",
+        "ldap_search_base",
+        "ldap_filter",
+        "ldap_start_tls",
+        "ldap_timeout",
+    ]
     assert dict(opts)["ldap_filter"] == flt
 
 
@@ -639,8 +870,7 @@ def test_a_long_ldap_filter_cannot_add_a_saslauthd_option() -> None:
     ],
     ids=["ldap-inner-blank", "ldap-newline", "host-leading-blank", "host-newline"],
 )
-def test_host_validators_refuse_or_drop_blanks(validator: Callable[[str], str],
-                                               value: str) -> None:
+def test_host_validators_refuse_or_drop_blanks(validator: Callable[[str], str], value: str) -> None:
     try:
         out = validator(value)
     except ValueError:

@@ -16,8 +16,9 @@ def test_reference_settings_validate_and_render() -> None:
     settings = load_settings(REFERENCE)
     hashes = {u.address: u.password_hash or "$6$x$y" for u in settings.users}
     relay = {"[smtp.provider.example]:587": "pw", "@example.org": "pw2"}
-    bundle = render(settings, Secrets(user_hashes=hashes, relay_passwords=relay,
-                                      fetchmail_passwords={0: "pw3"}))
+    bundle = render(
+        settings, Secrets(user_hashes=hashes, relay_passwords=relay, fetchmail_passwords={0: "pw3"})
+    )
     assert "postfix/relay_passwords" in bundle.files
 
 

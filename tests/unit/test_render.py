@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mailctl.errors import RenderError
 from mailctl.render import Bundle, Secrets, render
 from mailctl.render.fetchmail import RC
 from mailctl.settings import Settings
 from mailctl.settings.loader import load_settings
-
 from tests.unit.factory import (
     HASH,
     base_data,
@@ -52,21 +52,34 @@ def main_cf(b: Bundle) -> str:
 # --- deterministic and pure ------------------------------------------------------
 
 RICH: dict[str, Any] = {
-    "aliases": {"postmaster@example.com": "alice@example.com",
-                "team@example.com": ["alice@example.com", "bob@example.com"],
-                "@example.com": "alice@example.com"},
+    "aliases": {
+        "postmaster@example.com": "alice@example.com",
+        "team@example.com": ["alice@example.com", "bob@example.com"],
+        "@example.com": "alice@example.com",
+    },
     "networks": ["192.168.2.0/24"],
-    "maps": {"canonical": {"old@example.com": "alice@example.com"},
-             "transports": {"example.net": "smtp:[relay.example.net]:587"},
-             "local_aliases": {"root": ["alice@example.com"]}},
-    "access": {"clients": {"192.0.2.0/24": "REJECT go away", "spam.example.org": "REJECT"},
-               "senders": {"spam@example.org": "REJECT"}},
-    "restrictions": {"preset": "internet",
-                     "classes": {"strict": ["reject_unknown_sender_domain"]}},
+    "maps": {
+        "canonical": {"old@example.com": "alice@example.com"},
+        "transports": {"example.net": "smtp:[relay.example.net]:587"},
+        "local_aliases": {"root": ["alice@example.com"]},
+    },
+    "access": {
+        "clients": {"192.0.2.0/24": "REJECT go away", "spam.example.org": "REJECT"},
+        "senders": {"spam@example.org": "REJECT"},
+    },
+    "restrictions": {"preset": "internet", "classes": {"strict": ["reject_unknown_sender_domain"]}},
     "rbl": {"lists": ["zen.spamhaus.org"], "whitelist": ["192.0.2.7"]},
     "greylisting": {"whitelist_clients": ["friend.example.org", "198.51.100.0/24"]},
-    "fetchmail": {"accounts": [{"server": "pop.example.net", "user": "me",
-                                "password_file": "/s", "deliver_to": "bob@example.com"}]},
+    "fetchmail": {
+        "accounts": [
+            {
+                "server": "pop.example.net",
+                "user": "me",
+                "password_file": "/s",
+                "deliver_to": "bob@example.com",
+            }
+        ]
+    },
     "cyrus": {"admins": ["alice@example.com"]},
 }
 
@@ -109,28 +122,64 @@ def test_render_reads_no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("changes", "files", "daemons"),
     [
-        ({"aliases": {"postmaster@example.com": "alice@example.com",
-                      "info@example.com": ["alice@example.com", "bob@example.com"]}},
-         {"postfix/virtual"}, {"postfix"}),
-        ({"users": [{"address": "alice@example.com", "password_hash": HASH},
+        (
+            {
+                "aliases": {
+                    "postmaster@example.com": "alice@example.com",
+                    "info@example.com": ["alice@example.com", "bob@example.com"],
+                }
+            },
+            {"postfix/virtual"},
+            {"postfix"},
+        ),
+        (
+            {
+                "users": [
+                    {"address": "alice@example.com", "password_hash": HASH},
                     {"address": "bob@example.com", "password_hash": HASH, "quota_mb": 100},
-                    {"address": "carol@example.com", "password_hash": HASH}]},
-         {"postfix/vmailbox", "postfix/sender_login", "sasl/users"}, {"postfix"}),
+                    {"address": "carol@example.com", "password_hash": HASH},
+                ]
+            },
+            {"postfix/vmailbox", "postfix/sender_login", "sasl/users"},
+            {"postfix"},
+        ),
         ({"smtp": {"message_size_limit": 1_000_000}}, {"postfix/main.cf"}, {"postfix"}),
-        ({"maps": {"canonical": {"old@example.com": "alice@example.com"}}},
-         {"postfix/canonical", "postfix/main.cf"}, {"postfix"}),
-        ({"access": {"senders": {"spam@example.org": "REJECT"}}}, {"postfix/sender_access"},
-         {"postfix"}),
+        (
+            {"maps": {"canonical": {"old@example.com": "alice@example.com"}}},
+            {"postfix/canonical", "postfix/main.cf"},
+            {"postfix"},
+        ),
+        (
+            {"access": {"senders": {"spam@example.org": "REJECT"}}},
+            {"postfix/sender_access"},
+            {"postfix"},
+        ),
         ({"cyrus": {"quota_warn": 80}}, {"cyrus/imapd.conf", "cyrus/imapd-admin.conf"}, {"cyrus"}),
         ({"cyrus": {"pop3": False}}, {"cyrus/cyrus.conf"}, {"cyrus"}),
-        ({"greylisting": {"whitelist_clients": ["friend.example.org"]}},
-         {"postgrey/whitelist_clients"}, {"postgrey"}),
+        (
+            {"greylisting": {"whitelist_clients": ["friend.example.org"]}},
+            {"postgrey/whitelist_clients"},
+            {"postgrey"},
+        ),
         ({"greylisting": {"delay": 60}}, set(), set()),
-        ({"sasl": {"mech_list": ["plain"]}},
-         {"postfix/sasl/smtpd.conf", "cyrus/imapd.conf", "cyrus/imapd-admin.conf"}, {"postfix", "cyrus"}),
+        (
+            {"sasl": {"mech_list": ["plain"]}},
+            {"postfix/sasl/smtpd.conf", "cyrus/imapd.conf", "cyrus/imapd-admin.conf"},
+            {"postfix", "cyrus"},
+        ),
     ],
-    ids=["add-alias", "add-user", "size-limit", "canonical", "sender-access", "quota-warn",
-         "no-pop3", "greylist-whitelist", "greylist-delay", "mech-list"],
+    ids=[
+        "add-alias",
+        "add-user",
+        "size-limit",
+        "canonical",
+        "sender-access",
+        "quota-warn",
+        "no-pop3",
+        "greylist-whitelist",
+        "greylist-delay",
+        "mech-list",
+    ],
 )
 def test_a_change_touches_only_its_files(
     changes: dict[str, Any], files: set[str], daemons: set[str]
@@ -158,17 +207,31 @@ USER_LISTS: list[tuple[str, dict[str, Any]]] = [
     ("defaults", {}),
     ("internet-preset", {"restrictions": {"preset": "internet"}}),
     ("recipient-permit", {"restrictions": {"recipient": ["permit"]}}),
-    ("recipient-permit-auth-dest", {"restrictions": {"recipient": [
-        "permit_auth_destination", "permit"]}}),
+    (
+        "recipient-permit-auth-dest",
+        {"restrictions": {"recipient": ["permit_auth_destination", "permit"]}},
+    ),
     ("greylist-first", {"restrictions": {"recipient": ["greylist", "permit"]}}),
     ("no-reject-unauth", {"restrictions": {"recipient": ["permit_mynetworks", "dunno"]}}),
-    ("every-stage-permits", {"restrictions": {s: ["permit"] for s in (
-        "client", "helo", "sender", "recipient", "data")}}),
-    ("class-permits", {"restrictions": {"classes": {"allow_all": ["permit"]},
-                                        "recipient": ["allow_all"]},
-                       "access": {"clients": {"0.0.0.0/0": "allow_all"}}}),
-    ("access-ok-everyone", {"access": {"clients": {"0.0.0.0/0": "OK"},
-                                       "recipients": {"example.org": "OK"}}}),
+    (
+        "every-stage-permits",
+        {
+            "restrictions": {
+                s: ["permit"] for s in ("client", "helo", "sender", "recipient", "data")
+            }
+        },
+    ),
+    (
+        "class-permits",
+        {
+            "restrictions": {"classes": {"allow_all": ["permit"]}, "recipient": ["allow_all"]},
+            "access": {"clients": {"0.0.0.0/0": "allow_all"}},
+        },
+    ),
+    (
+        "access-ok-everyone",
+        {"access": {"clients": {"0.0.0.0/0": "OK"}, "recipients": {"example.org": "OK"}}},
+    ),
     ("trusted-network", {"networks": ["192.168.2.0/24", "2001:db8::/48"]}),
     ("auth-on-25", {"sasl": {"on_port_25": True}}),
 ]
@@ -192,7 +255,10 @@ def test_relay_guard_ends_with_reject_unauth_destination(changes: dict[str, Any]
     # IPv6 needs [] (else `2001:...` reads as type:table); [addr/len] and [addr]/len are one.
     assert all(n.startswith("[") for n in mynetworks if ":" in n)
     assert [n.replace("[", "").replace("]", "") for n in mynetworks] == [
-        "127.0.0.0/8", "::1/128", *(str(n) for n in s.networks)]
+        "127.0.0.0/8",
+        "::1/128",
+        *(str(n) for n in s.networks),
+    ]
     assert postfix_list(params["smtpd_data_restrictions"])[0] == "reject_unauth_pipelining"
     services = master_cf_services(b.files["postfix/master.cf"].content.decode())
     assert "smtpd_relay_restrictions" not in master_options(services["smtp"])
@@ -216,8 +282,7 @@ def test_a_restriction_class_cannot_redefine_a_parameter(name: str) -> None:
 def test_data_stage_keeps_the_pipelining_guard_first() -> None:
     s = settings(restrictions={"data": ["permit", "reject_unauth_pipelining"]})
     params = main_cf_params(main_cf(bundle_of(s)))
-    assert postfix_list(params["smtpd_data_restrictions"]) == ["reject_unauth_pipelining",
-                                                                "permit"]
+    assert postfix_list(params["smtpd_data_restrictions"]) == ["reject_unauth_pipelining", "permit"]
 
 
 def test_greylisting_off_removes_the_policy_service() -> None:
@@ -249,18 +314,55 @@ def test_secret_files_are_not_world_readable() -> None:
 
 def test_fetchmailrc_means_what_the_settings_say() -> None:
     password = 'x" preconnect "touch /tmp/pwned\\ \u00fc'
-    s = settings(fetchmail={"interval": 120, "accounts": [
-        {"server": "pop.example.net", "protocol": "imap", "port": 993, "user": 'me "quoted"',
-         "password_file": "/s", "deliver_to": "bob@example.com", "keep": True}]})
+    s = settings(
+        fetchmail={
+            "interval": 120,
+            "accounts": [
+                {
+                    "server": "pop.example.net",
+                    "protocol": "imap",
+                    "port": 993,
+                    "user": 'me "quoted"',
+                    "password_file": "/s",
+                    "deliver_to": "bob@example.com",
+                    "keep": True,
+                }
+            ],
+        }
+    )
     rc = bundle_of(s, secrets_for(s, fetchmail_password=password)).files[RC].content
     tokens = [t for k, t in fetchmail_tokens(rc)]
     kinds = [k for k, t in fetchmail_tokens(rc)]
     assert tokens == [
-        "set", "daemon", "120", "set", "no", "bouncemail", "set", "postmaster", "postmaster",
-        "poll", "pop.example.net", "proto", "imap", "port", "993",
-        "user", 'me "quoted"', "password", password,
-        "is", "bob@example.com", "here", "smtpname", "bob@example.com",
-        "smtphost", "127.0.0.1/25", "ssl", "sslcertck", "keep",
+        "set",
+        "daemon",
+        "120",
+        "set",
+        "no",
+        "bouncemail",
+        "set",
+        "postmaster",
+        "postmaster",
+        "poll",
+        "pop.example.net",
+        "proto",
+        "imap",
+        "port",
+        "993",
+        "user",
+        'me "quoted"',
+        "password",
+        password,
+        "is",
+        "bob@example.com",
+        "here",
+        "smtpname",
+        "bob@example.com",
+        "smtphost",
+        "127.0.0.1/25",
+        "ssl",
+        "sslcertck",
+        "keep",
     ]
     strings = {t for k, t in zip(kinds, tokens, strict=True) if k == "string"}
     assert {password, 'me "quoted"', "pop.example.net"} <= strings
@@ -285,8 +387,7 @@ def test_missing_secret_is_refused_naming_the_setting(
 ) -> None:
     s = settings(**RICH)
     full = secrets_for(s)
-    sec = Secrets(**{**{f: getattr(full, f) for f in full.__dataclass_fields__},
-                     **secrets_change})
+    sec = Secrets(**{**{f: getattr(full, f) for f in full.__dataclass_fields__}, **secrets_change})
     with pytest.raises(RenderError, match=setting):
         render(s, sec)
 
@@ -299,8 +400,13 @@ def test_aliases_file_means_what_the_settings_say() -> None:
     for key, value in parse_table(text):  # postalias: `name: target, target`
         assert key.endswith(":"), key
         read[key[:-1]] = [t.strip() for t in value.split(",")]
-    assert read == {"root": targets, "webmaster": ["root"], "postmaster": ["root"],
-                    "mailer-daemon": ["postmaster"], "abuse": ["postmaster"]}
+    assert read == {
+        "root": targets,
+        "webmaster": ["root"],
+        "postmaster": ["root"],
+        "mailer-daemon": ["postmaster"],
+        "abuse": ["postmaster"],
+    }
 
 
 def test_cidr_tables_hold_only_networks() -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mailctl.apply import secrets as apply_secrets
 from mailctl.errors import SettingsError
 from mailctl.render import Secrets
 from mailctl.settings.loader import build_settings, load_settings
-
 from tests.unit.factory import CERT, HASH, KEY, base_data, settings
 
 CLEAR = "hunter2-Correct-Horse"  # a clear-text password that must never be echoed
@@ -39,10 +39,14 @@ def refused(data: dict[str, Any]) -> str:
     [
         ({"bogus": 1}, "'bogus': is not a known setting"),
         ({"smtp": {"nope": 2}}, "'smtp.nope': is not a known setting"),
-        ({"users": [{"address": "alice@example.com", "password_hash": HASH, "pasword": "x"}]},
-         "'users.0.pasword': is not a known setting"),
-        ({"greylisting": {"enabled": True, "delai": 30}},
-         "'greylisting.delai': is not a known setting"),
+        (
+            {"users": [{"address": "alice@example.com", "password_hash": HASH, "pasword": "x"}]},
+            "'users.0.pasword': is not a known setting",
+        ),
+        (
+            {"greylisting": {"enabled": True, "delai": 30}},
+            "'greylisting.delai': is not a known setting",
+        ),
     ],
     ids=["top", "nested", "in-list", "typo"],
 )
@@ -77,11 +81,14 @@ def test_yaml_alone(tmp_path: Path) -> None:
 
 
 def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write_yaml(tmp_path, base_data(
-        domains=["example.com", "example.org"],
-        smtp={"recipient_limit": 7, "message_size_limit": 4096},
-        greylisting={"enabled": True, "delay": 60},
-    ))
+    path = write_yaml(
+        tmp_path,
+        base_data(
+            domains=["example.com", "example.org"],
+            smtp={"recipient_limit": 7, "message_size_limit": 4096},
+            greylisting={"enabled": True, "delay": 60},
+        ),
+    )
     monkeypatch.setenv("MAIL_HOSTNAME", "mx.example.net")
     monkeypatch.setenv("MAIL_SMTP__MESSAGE_SIZE_LIMIT", "2048")
     monkeypatch.setenv("MAIL_GREYLISTING__ENABLED", "false")
@@ -103,8 +110,9 @@ def test_env_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None
 def test_env_only_setup_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAIL_HOSTNAME", "mail.example.org")
     monkeypatch.setenv("MAIL_DOMAINS", '["example.org"]')
-    monkeypatch.setenv("MAIL_USERS", json.dumps(
-        [{"address": "carol@example.org", "password_hash": HASH}]))
+    monkeypatch.setenv(
+        "MAIL_USERS", json.dumps([{"address": "carol@example.org", "password_hash": HASH}])
+    )
     s = load_settings(tmp_path / "settings.yaml")  # no such file
     assert s.hostname == "mail.example.org"
     assert [u.address for u in s.users] == ["carol@example.org"]
@@ -133,7 +141,8 @@ def test_env_wins_over_the_file_in_a_whole_tree_rule(monkeypatch: pytest.MonkeyP
     # The file's users are in example.com; env narrows the domains: the rule sees env's.
     monkeypatch.setenv("MAIL_DOMAINS", '["example.org"]')
     assert "users.0.address: domain 'example.com' is not listed in 'domains'" in refused(
-        base_data())
+        base_data()
+    )
 
 
 # --- the YAML file itself --------------------------------------------------------
@@ -155,8 +164,10 @@ def test_invalid_yaml_is_refused_naming_the_file(tmp_path: Path) -> None:
 
 def test_invalid_yaml_error_does_not_quote_the_line(tmp_path: Path) -> None:
     path = tmp_path / "settings.yaml"
-    path.write_text("hostname: mail.example.com\ndomains: [example.com]\nusers:\n"
-                    f"  - address: alice@example.com\n    password_hash: {CLEAR}: x\n")
+    path.write_text(
+        "hostname: mail.example.com\ndomains: [example.com]\nusers:\n"
+        f"  - address: alice@example.com\n    password_hash: {CLEAR}: x\n"
+    )
     with pytest.raises(SettingsError) as info:
         load_settings(path)
     assert "line 5" in str(info.value)
@@ -184,8 +195,17 @@ def test_bad_password_hash_of_any_type_is_not_echoed(bad_value: Any) -> None:
 
 
 def test_both_password_kinds_is_refused_without_echo() -> None:
-    msg = refused(base_data(users=[{"address": "alice@example.com", "password_hash": HASH,
-                                    "password_file": "/run/secrets/alice"}]))
+    msg = refused(
+        base_data(
+            users=[
+                {
+                    "address": "alice@example.com",
+                    "password_hash": HASH,
+                    "password_file": "/run/secrets/alice",
+                }
+            ]
+        )
+    )
     assert "users.0" in msg
     assert HASH not in msg
 
@@ -197,8 +217,7 @@ def test_settings_repr_hides_password_hashes() -> None:
 
 
 def test_secrets_repr_hides_everything() -> None:
-    sec = Secrets(user_hashes={"a@example.com": HASH}, tls_key=KEY,
-                  fetchmail_passwords={0: CLEAR})
+    sec = Secrets(user_hashes={"a@example.com": HASH}, tls_key=KEY, fetchmail_passwords={0: CLEAR})
     assert CLEAR not in repr(sec) and HASH not in repr(sec) and "PRIVATE" not in repr(sec)
 
 
@@ -250,18 +269,28 @@ def test_resolve_reads_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return f"$6$fakesalt${len(hashed):08d}"
 
     monkeypatch.setattr(apply_secrets, "crypt_sha512", fake_crypt)
-    s = build_settings(base_data(
-        users=[{"address": "alice@example.com", "password_file": str(tmp_path / "alice")},
-               {"address": "bob@example.com", "password_hash": HASH}],
-        fetchmail={"accounts": [{"server": "pop.example.net", "user": "me",
-                                 "password_file": str(tmp_path / "pop"),
-                                 "deliver_to": "bob@example.com"}]},
-        tls={"cert_file": str(tmp_path / "cert.pem"), "key_file": str(tmp_path / "key.pem")},
-    ))
+    s = build_settings(
+        base_data(
+            users=[
+                {"address": "alice@example.com", "password_file": str(tmp_path / "alice")},
+                {"address": "bob@example.com", "password_hash": HASH},
+            ],
+            fetchmail={
+                "accounts": [
+                    {
+                        "server": "pop.example.net",
+                        "user": "me",
+                        "password_file": str(tmp_path / "pop"),
+                        "deliver_to": "bob@example.com",
+                    }
+                ]
+            },
+            tls={"cert_file": str(tmp_path / "cert.pem"), "key_file": str(tmp_path / "key.pem")},
+        )
+    )
     sec = apply_secrets.resolve(s, state=tmp_path / "state")
     assert hashed == [("alice@example.com", "alice-pw")]
-    assert sec.user_hashes == {"alice@example.com": "$6$fakesalt$00000001",
-                               "bob@example.com": HASH}
+    assert sec.user_hashes == {"alice@example.com": "$6$fakesalt$00000001", "bob@example.com": HASH}
     assert sec.fetchmail_passwords == {0: "pop-pw"}
     assert (sec.tls_cert, sec.tls_key) == (CERT, KEY)
 
@@ -269,12 +298,21 @@ def test_resolve_reads_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_resolve_names_the_unreadable_secret(tmp_path: Path) -> None:
     (tmp_path / "cert.pem").write_bytes(CERT)
     (tmp_path / "key.pem").write_bytes(KEY)
-    s = build_settings(base_data(
-        fetchmail={"accounts": [{"server": "pop.example.net", "user": "me",
-                                 "password_file": str(tmp_path / "nope"),
-                                 "deliver_to": "bob@example.com"}]},
-        tls={"cert_file": str(tmp_path / "cert.pem"), "key_file": str(tmp_path / "key.pem")},
-    ))
+    s = build_settings(
+        base_data(
+            fetchmail={
+                "accounts": [
+                    {
+                        "server": "pop.example.net",
+                        "user": "me",
+                        "password_file": str(tmp_path / "nope"),
+                        "deliver_to": "bob@example.com",
+                    }
+                ]
+            },
+            tls={"cert_file": str(tmp_path / "cert.pem"), "key_file": str(tmp_path / "key.pem")},
+        )
+    )
     with pytest.raises(SettingsError, match=r"fetchmail\.accounts\.0\.password_file"):
         apply_secrets.resolve(s, state=tmp_path / "state")
 
@@ -285,10 +323,11 @@ def test_resolve_names_the_unreadable_secret(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "where"),
     [
-        ({"users": [{"address": "alice@example.org", "password_hash": HASH}]},
-         "users.0.address"),
-        ({"users": [{"address": "alice@example.com", "password_hash": HASH}] * 2},
-         "users.1.address"),
+        ({"users": [{"address": "alice@example.org", "password_hash": HASH}]}, "users.0.address"),
+        (
+            {"users": [{"address": "alice@example.com", "password_hash": HASH}] * 2},
+            "users.1.address",
+        ),
         ({"networks": ["0.0.0.0/0"]}, "networks.0"),
         ({"networks": ["192.168.1.0/24", "::/0"]}, "networks.1"),
         ({"aliases": {"x@example.net": "alice@example.com"}}, "aliases.x@example.net"),
@@ -302,21 +341,39 @@ def test_resolve_names_the_unreadable_secret(tmp_path: Path) -> None:
         ({"tls": {"cert_file": "/certs/fullchain.pem"}}, "cert_file"),
         ({"smtp": {"message_size_limit": 10}}, "smtp.message_size_limit"),
     ],
-    ids=["user-domain", "user-twice", "network-all", "network6-all", "alias-domain",
-         "alias-is-user", "verbose-submission", "verbose-auth-25", "admin-not-user",
-         "unknown-class", "alias-domain-is-mailbox-domain", "domain-is-hostname",
-         "tls-half", "size-too-small"],
+    ids=[
+        "user-domain",
+        "user-twice",
+        "network-all",
+        "network6-all",
+        "alias-domain",
+        "alias-is-user",
+        "verbose-submission",
+        "verbose-auth-25",
+        "admin-not-user",
+        "unknown-class",
+        "alias-domain-is-mailbox-domain",
+        "domain-is-hostname",
+        "tls-half",
+        "size-too-small",
+    ],
 )
 def test_whole_tree_rules_name_the_setting(changes: dict[str, Any], where: str) -> None:
     assert where in refused(base_data(**changes))
 
 
 def test_names_are_normalised() -> None:
-    s = settings(hostname="MAIL.Example.COM", domains=["Example.COM"],
-                 users=[{"address": "Alice@Example.com", "password_hash": HASH}],
-                 aliases={})
+    s = settings(
+        hostname="MAIL.Example.COM",
+        domains=["Example.COM"],
+        users=[{"address": "Alice@Example.com", "password_hash": HASH}],
+        aliases={},
+    )
     assert (s.hostname, s.domains, s.users[0].address) == (
-        "mail.example.com", ["example.com"], "alice@example.com")
+        "mail.example.com",
+        ["example.com"],
+        "alice@example.com",
+    )
 
 
 def test_settings_are_frozen() -> None:

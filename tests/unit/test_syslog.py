@@ -7,28 +7,48 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mailctl.supervise import output, syslog
 
 
 @pytest.mark.parametrize(
     ("datagram", "tag", "message"),
     [
-        (b"<22>Nov 25 12:00:00 postfix/smtpd[123]: connect from unknown[192.0.2.1]",
-         "postfix/smtpd", "connect from unknown[192.0.2.1]"),
-        (b"<30>Nov  5 01:02:03 saslauthd[77]: auth success: [user=alice@example.com]",
-         "saslauthd", "auth success: [user=alice@example.com]"),
-        (b"<14>Nov 25 12:00:00 cyrus/master: process started",
-         "cyrus/master", "process started"),
-        (b"<22>Nov 25 12:00:00 cyrus/imap[5]: login: host [192.0.2.1] alice plaintext",
-         "cyrus/imap", "login: host [192.0.2.1] alice plaintext"),
-        (b"<13>postgrey[9]: action=pass, reason=client whitelist",
-         "postgrey", "action=pass, reason=client whitelist"),
+        (
+            b"<22>Nov 25 12:00:00 postfix/smtpd[123]: connect from unknown[192.0.2.1]",
+            "postfix/smtpd",
+            "connect from unknown[192.0.2.1]",
+        ),
+        (
+            b"<30>Nov  5 01:02:03 saslauthd[77]: auth success: [user=alice@example.com]",
+            "saslauthd",
+            "auth success: [user=alice@example.com]",
+        ),
+        (b"<14>Nov 25 12:00:00 cyrus/master: process started", "cyrus/master", "process started"),
+        (
+            b"<22>Nov 25 12:00:00 cyrus/imap[5]: login: host [192.0.2.1] alice plaintext",
+            "cyrus/imap",
+            "login: host [192.0.2.1] alice plaintext",
+        ),
+        (
+            b"<13>postgrey[9]: action=pass, reason=client whitelist",
+            "postgrey",
+            "action=pass, reason=client whitelist",
+        ),
         (b"<22>Nov 25 12:00:00 postfix/qmgr[1]: removed\n\x00", "postfix/qmgr", "removed"),
         (b"<22>Nov 25 12:00:00 fetchmail[3]: caf\xc3\xa9 \xff", "fetchmail", "caf\u00e9 \ufffd"),
         (b"not syslog at all", "syslog", "not syslog at all"),
     ],
-    ids=["postfix", "one-digit-day", "no-pid", "colon-in-message", "no-timestamp",
-         "trailing-nul", "non-utf8", "garbage"],
+    ids=[
+        "postfix",
+        "one-digit-day",
+        "no-pid",
+        "colon-in-message",
+        "no-timestamp",
+        "trailing-nul",
+        "non-utf8",
+        "garbage",
+    ],
 )
 def test_parse(datagram: bytes, tag: str, message: str) -> None:
     assert syslog.parse(datagram) == (tag, message)
@@ -64,8 +84,9 @@ def test_listener_prints_every_line_of_a_datagram(
     syslog.listen(path)
     assert path.is_socket() and path.stat().st_mode & 0o777 == 0o666
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
-        client.sendto(b"<11>Nov 25 12:00:00 cyrus/master[1]: unable to open database\n"
-                      b"second line", str(path))
+        client.sendto(
+            b"<11>Nov 25 12:00:00 cyrus/master[1]: unable to open database\nsecond line", str(path)
+        )
         client.sendto(b"<22>Nov 25 12:00:01 postgrey[2]: password=hunter2 given", str(path))
     seen = _wait_for(capsys, 3)
     assert seen.splitlines() == [
@@ -90,8 +111,7 @@ def test_listener_prints_every_line_of_a_datagram(
         pytest.param("passwd=hunter2", "passwd=***"),
         pytest.param('{"password": "hunter2"}', '{"password": "***"}'),
     ],
-    ids=["key=value", "key: value", "pop3-pass", "ldap", "secret", "token", "passwd",
-         "json"],
+    ids=["key=value", "key: value", "pop3-pass", "ldap", "secret", "token", "passwd", "json"],
 )
 def test_secrets_are_masked(line: str, shown: str, capsys: pytest.CaptureFixture[str]) -> None:
     output.emit("d", line)

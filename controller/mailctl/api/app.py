@@ -33,8 +33,9 @@ def create_app(source: StatusSource, token: str | None = None) -> FastAPI:
             raise HTTPException(404, "admin API is off (set MAILCTL_API_TOKEN, 24+ chars)")
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
-            raise HTTPException(401, "a bearer token is required",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
         if not hmac.compare_digest(given.strip().encode(), token.encode()):
             raise HTTPException(403, "wrong token")
 

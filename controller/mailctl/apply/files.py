@@ -20,8 +20,9 @@ ROOT = Path(os.environ.get("MAILCTL_ETC", "/etc/mailctl"))
 KEEP = 3  # revisions kept for rollback and inspection
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, owner: str = "root",
-                 group: str = "root") -> None:
+def atomic_write(
+    path: Path, data: bytes, mode: int = 0o644, owner: str = "root", group: str = "root"
+) -> None:
     """Write via a temp file in the same directory, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -62,8 +62,7 @@ def existing(socket_path: str, admin: str, password: str, timeout: float = 10.0)
         imap.logout()
 
 
-def purge(socket_path: str, admin: str, password: str, address: str,
-          timeout: float = 10.0) -> None:
+def purge(socket_path: str, admin: str, password: str, address: str, timeout: float = 10.0) -> None:
     """Delete a mailbox and all its mail: only ever on an explicit request."""
     name = mailbox_name(address)
     imap = _session(socket_path, admin, password, timeout)
@@ -78,8 +77,13 @@ def purge(socket_path: str, admin: str, password: str, address: str,
         imap.logout()
 
 
-def sync(socket_path: str, admin: str, password: str, wanted: dict[str, int | None],
-         timeout: float = 10.0) -> list[str]:
+def sync(
+    socket_path: str,
+    admin: str,
+    password: str,
+    wanted: dict[str, int | None],
+    timeout: float = 10.0,
+) -> list[str]:
     """Create missing mailboxes and set quotas; return a list of what changed."""
     changes: list[str] = []
     imap = _session(socket_path, admin, password, timeout)

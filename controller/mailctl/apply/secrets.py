@@ -28,8 +28,9 @@ def crypt_sha512(login: str, password: str) -> str:
     digest = hashlib.sha256(f"{login}\0{password}".encode()).hexdigest()
     key = (login, hashlib.sha256(password.encode()).hexdigest())
     if key not in _hash_cache:
-        done = run(["openssl", "passwd", "-6", "-salt", digest[:16], "-stdin"],
-                   input_text=password + "\n")
+        done = run(
+            ["openssl", "passwd", "-6", "-salt", digest[:16], "-stdin"], input_text=password + "\n"
+        )
         _hash_cache[key] = done.stdout.strip()
     return _hash_cache[key]
 
@@ -43,8 +44,9 @@ def read_secret(path: Path, setting: str) -> str:
     try:
         value = path.read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{setting}: cannot read secret file {path}: {exc.__class__.__name__}"
-                            ) from None
+        raise SettingsError(
+            f"{setting}: cannot read secret file {path}: {exc.__class__.__name__}"
+        ) from None
     if not value or "\n" in value or "\x00" in value:
         raise SettingsError(f"{setting}: secret file {path} must hold one non-empty line")
     return value
@@ -69,18 +71,36 @@ def tls_material(settings: Settings, state: Path = STATE) -> tuple[bytes, bytes]
     if not (cert.exists() and key.exists()):
         tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-                 "-subj", f"/CN={settings.hostname}",
-                 "-addext", f"subjectAltName=DNS:{settings.hostname}",
-                 "-keyout", str(key), "-out", str(cert)], timeout=60)
+            run(
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "3650",
+                    "-subj",
+                    f"/CN={settings.hostname}",
+                    "-addext",
+                    f"subjectAltName=DNS:{settings.hostname}",
+                    "-keyout",
+                    str(key),
+                    "-out",
+                    str(cert),
+                ],
+                timeout=60,
+            )
         except CommandError as exc:
             raise SettingsError(f"tls: cannot make a self-signed certificate: {exc}") from None
         os.chmod(key, 0o600)
     return cert.read_bytes(), key.read_bytes()
 
 
-def resolve(settings: Settings, cli_users: frozenset[str] = frozenset(),
-            state: Path = STATE) -> Secrets:
+def resolve(
+    settings: Settings, cli_users: frozenset[str] = frozenset(), state: Path = STATE
+) -> Secrets:
     """Read what the settings point to. `cli_users` came from the user store: under
     mechanism sasldb their passwords are already in sasldb2."""
     hashes: dict[str, str] = {}
@@ -88,8 +108,10 @@ def resolve(settings: Settings, cli_users: frozenset[str] = frozenset(),
     sasldb = settings.sasl.mechanism == "sasldb"
     for i, user in enumerate(settings.users):
         if sasldb and user.address not in cli_users and user.password_file is None:
-            raise SettingsError(f"users.{i}: sasl.mechanism sasldb keeps passwords, not "
-                                "hashes: give password_file (or add the user with the CLI)")
+            raise SettingsError(
+                f"users.{i}: sasl.mechanism sasldb keeps passwords, not "
+                "hashes: give password_file (or add the user with the CLI)"
+            )
         if user.password_hash:
             hashes[user.address] = user.password_hash
         elif user.password_file:
@@ -97,16 +119,25 @@ def resolve(settings: Settings, cli_users: frozenset[str] = frozenset(),
             hashes[user.address] = crypt_sha512(user.address, clear)
             if sasldb:
                 clear_by_user[user.address] = clear
-    fetch = {i: read_secret(acc.password_file, f"fetchmail.accounts.{i}.password_file")
-             for i, acc in enumerate(settings.fetchmail.accounts)}
+    fetch = {
+        i: read_secret(acc.password_file, f"fetchmail.accounts.{i}.password_file")
+        for i, acc in enumerate(settings.fetchmail.accounts)
+    }
     bind = settings.sasl.ldap.bind_password_file
     bind_pw = read_secret(bind, "sasl.ldap.bind_password_file") if bind else ""
     relay = settings.relay
-    logins = ([(relay.host, relay.password_file, "relay.password_file")] if relay.host else [])
-    logins += [(k, v.password_file, f"relay.senders.{k}.password_file")
-               for k, v in relay.senders.items()]
+    logins = [(relay.host, relay.password_file, "relay.password_file")] if relay.host else []
+    logins += [
+        (k, v.password_file, f"relay.senders.{k}.password_file") for k, v in relay.senders.items()
+    ]
     relay_pw = {key: read_secret(path, setting) for key, path, setting in logins if path}
     cert, key = tls_material(settings, state)
-    return Secrets(user_hashes=hashes, user_passwords=clear_by_user, tls_cert=cert,
-                   tls_key=key, fetchmail_passwords=fetch, ldap_bind_password=bind_pw,
-                   relay_passwords=relay_pw)
+    return Secrets(
+        user_hashes=hashes,
+        user_passwords=clear_by_user,
+        tls_cert=cert,
+        tls_key=key,
+        fetchmail_passwords=fetch,
+        ldap_bind_password=bind_pw,
+        relay_passwords=relay_pw,
+    )

@@ -89,8 +89,7 @@ def sasldb_users(db: Path) -> set[str]:
 def sasldb_set(db: Path, address: str, password: str) -> None:
     local, domain = _split(address)
     try:
-        run(["saslpasswd2", "-p", "-c", "-u", domain, "-f", str(db), local],
-            input_text=password)
+        run(["saslpasswd2", "-p", "-c", "-u", domain, "-f", str(db), local], input_text=password)
     except CommandError:
         raise MailctlError(f"saslpasswd2 could not set the password of {address}") from None
     os.chmod(db, 0o640)
@@ -106,8 +105,10 @@ def admin_sasldb(db: Path, realm: str, password: str) -> None:
     """The Cyrus admin's entry, readable by Cyrus only."""
     if "cyrus@" + realm not in sasldb_users(db):
         try:
-            run(["saslpasswd2", "-p", "-c", "-u", realm, "-f", str(db), "cyrus"],
-                input_text=password)
+            run(
+                ["saslpasswd2", "-p", "-c", "-u", realm, "-f", str(db), "cyrus"],
+                input_text=password,
+            )
         except CommandError:
             raise MailctlError("saslpasswd2 could not write the Cyrus admin entry") from None
     cyrus = pwd.getpwnam("cyrus")
@@ -138,8 +139,25 @@ def sync_accounts(wanted: dict[str, str]) -> list[str]:
     changes = []
     for address, hashed in sorted(wanted.items()):
         if address not in ours:
-            run(["useradd", "--badname", "-M", "-N", "-g", "nogroup", "-d", "/nonexistent",
-                 "-s", "/usr/sbin/nologin", "-c", SHADOW_MARK, "-p", hashed, address])
+            run(
+                [
+                    "useradd",
+                    "--badname",
+                    "-M",
+                    "-N",
+                    "-g",
+                    "nogroup",
+                    "-d",
+                    "/nonexistent",
+                    "-s",
+                    "/usr/sbin/nologin",
+                    "-c",
+                    SHADOW_MARK,
+                    "-p",
+                    hashed,
+                    address,
+                ]
+            )
             changes.append(f"account {address} added")
         elif current.get(address) != hashed:
             run(["usermod", "-p", hashed, address])
@@ -153,8 +171,9 @@ def sync_accounts(wanted: dict[str, str]) -> list[str]:
 # --- saslauthd ---------------------------------------------------------------
 
 
-def check_login(socket_path: str, login: str, password: str, service: str = "smtp",
-                timeout: float = 15.0) -> bool:
+def check_login(
+    socket_path: str, login: str, password: str, service: str = "smtp", timeout: float = 15.0
+) -> bool:
     """Ask saslauthd as Postfix would: four length-prefixed strings, answer OK or NO."""
     local, _, realm = login.partition("@")
     fields = [local, password, service, realm]

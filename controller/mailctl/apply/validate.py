@@ -38,8 +38,9 @@ SUFFIX = {"hash": ".db", "lmdb": ".lmdb"}
 PATTERN_TABLES = (".pcre", ".regexp")
 
 
-def _reuse(stage: Path, live: Path | None, rel: str, suffix: str,
-           changed: frozenset[str] | None) -> bool:
+def _reuse(
+    stage: Path, live: Path | None, rel: str, suffix: str, changed: frozenset[str] | None
+) -> bool:
     """Copy the live revision's compiled table when its source did not change (a postmap
     costs ~20 ms each, and an edit touches one table or two)."""
     if changed is None or live is None or rel in changed:
@@ -53,8 +54,9 @@ def _reuse(stage: Path, live: Path | None, rel: str, suffix: str,
     return True
 
 
-def compile_maps(stage: Path, bundle: Bundle, changed: frozenset[str] | None = None,
-                 live: Path | None = None) -> None:
+def compile_maps(
+    stage: Path, bundle: Bundle, changed: frozenset[str] | None = None, live: Path | None = None
+) -> None:
     """postmap/postalias the compiled tables whose source changed (the others are copied
     from the live revision); open each changed pcre/regexp table once, which compiles
     every pattern (a bad one is a warning, and so a failure)."""
@@ -75,17 +77,28 @@ def compile_maps(stage: Path, bundle: Bundle, changed: frozenset[str] | None = N
         suffix = Path(rel).suffix
         if rel.startswith("postfix/") and suffix in PATTERN_TABLES:
             # exit 1 (not found) is expected; complaints are what counts
-            done = run(["postmap", "-c", conf, "-q", "mailctl-probe",
-                        f"{suffix[1:]}:{stage / rel}"], check=False, timeout=60)
+            done = run(
+                ["postmap", "-c", conf, "-q", "mailctl-probe", f"{suffix[1:]}:{stage / rel}"],
+                check=False,
+                timeout=60,
+            )
             bad = _complaints(done.stderr)
             if bad or done.returncode not in (0, 1):
                 raise ValidationError(f"postmap {rel}: " + "; ".join(bad or [done.stderr]))
 
 
 def cyrus(stage: Path) -> None:
-    out = _checked([CYR_INFO, "-C", str(stage / "cyrus/imapd.conf"),
-                    "-M", str(stage / "cyrus/cyrus.conf"), "conf-lint"],
-                   "cyr_info conf-lint (imapd.conf)")
+    out = _checked(
+        [
+            CYR_INFO,
+            "-C",
+            str(stage / "cyrus/imapd.conf"),
+            "-M",
+            str(stage / "cyrus/cyrus.conf"),
+            "conf-lint",
+        ],
+        "cyr_info conf-lint (imapd.conf)",
+    )
     if out.strip():
         raise ValidationError(f"imapd.conf has options Cyrus does not know: {out.strip()}")
 
@@ -94,8 +107,20 @@ def fetchmail(stage: Path) -> None:
     """`fetchmail --configdump` parses the rc file without polling anything."""
     rc = str(stage / "fetchmail/fetchmailrc")
     try:
-        run(["/usr/sbin/runuser", "-u", "fetchmail", "--", "/usr/bin/fetchmail", "-f", rc,
-             "--configdump", "--nosyslog"], timeout=30)
+        run(
+            [
+                "/usr/sbin/runuser",
+                "-u",
+                "fetchmail",
+                "--",
+                "/usr/bin/fetchmail",
+                "-f",
+                rc,
+                "--configdump",
+                "--nosyslog",
+            ],
+            timeout=30,
+        )
     except CommandError as exc:
         # Its complaint names the line; the file holds passwords, so nothing else is shown.
         first = next((ln for ln in exc.output.splitlines() if "fetchmail" in ln), "")
@@ -119,8 +144,9 @@ def postfix_params(stage: Path) -> None:
     _checked(["postconf", "-c", conf, "-M"], "postconf -M (master.cf)")
 
 
-def stage(stage_dir: Path, bundle: Bundle, changed: frozenset[str] | None = None,
-          live: Path | None = None) -> None:
+def stage(
+    stage_dir: Path, bundle: Bundle, changed: frozenset[str] | None = None, live: Path | None = None
+) -> None:
     """Compile the maps of a staged revision and check what changed; ValidationError if bad.
 
     `changed=None` checks everything. Changed maps are compiled (postmap is their
@@ -128,6 +154,7 @@ def stage(stage_dir: Path, bundle: Bundle, changed: frozenset[str] | None = None
     queue) runs when main.cf or master.cf changed, Cyrus's and the TLS checks when
     their files did.
     """
+
     def touched(*prefixes: str) -> bool:
         return changed is None or any(c.startswith(prefixes) for c in changed)
 

@@ -31,8 +31,11 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
             # the old one, and SIGHUP makes cyrmaster replace them.
             reads=("cyrus/",),
             reload=Reload("signal", signal=signal.SIGHUP),
-            probes=(Probe("tcp", "127.0.0.1:143"), Probe("tcp", "127.0.0.1:993"),
-                    Probe("unix", "/run/cyrus/socket/lmtp")),
+            probes=(
+                Probe("tcp", "127.0.0.1:143"),
+                Probe("tcp", "127.0.0.1:993"),
+                Probe("unix", "/run/cyrus/socket/lmtp"),
+            ),
             before=("saslauthd",),
         ),
     ]

@@ -36,8 +36,9 @@ def imapd_options(settings: Settings) -> dict[str, str]:
         "allowplaintext": "yes" if settings.cyrus.allow_plaintext else "no",
         "sasl_pwcheck_method": "saslauthd",
         "sasl_saslauthd_path": SASLAUTHD_MUX,
-        "sasl_mech_list": q.imapd_value(" ".join(settings.sasl.mech_list).upper(),
-                                        "sasl.mech_list"),
+        "sasl_mech_list": q.imapd_value(
+            " ".join(settings.sasl.mech_list).upper(), "sasl.mech_list"
+        ),
         "tls_server_cert": f"{LIVE}/tls/cert.pem",
         "tls_server_key": f"{LIVE}/tls/key.pem",
         "tls_client_ca_dir": "/etc/ssl/certs",
@@ -73,17 +74,29 @@ def admin_conf(settings: Settings) -> str:
     The admin's password is checked in a SASL database of its own (auxprop), not by
     saslauthd: whatever mechanism the users log in with, the controller gets in.
     """
-    return _conf({**imapd_options(settings), "allowplaintext": "yes",
-                  "sasl_pwcheck_method": "auxprop", "sasl_auxprop_plugin": "sasldb",
-                  "sasl_sasldb_path": ADMIN_SASLDB})
+    return _conf(
+        {
+            **imapd_options(settings),
+            "allowplaintext": "yes",
+            "sasl_pwcheck_method": "auxprop",
+            "sasl_auxprop_plugin": "sasldb",
+            "sasl_sasldb_path": ADMIN_SASLDB,
+        }
+    )
 
 
 def cyrus_conf(settings: Settings) -> str:
     pop = (
-        '  pop3          cmd="pop3d -U 30" listen="110" prefork=0 maxchild=50\n'
-        '  pop3s         cmd="pop3d -s -U 30" listen="995" prefork=0 maxchild=50\n'
-    ) if settings.cyrus.pop3 else ""
-    return HEADER + f"""START {{
+        (
+            '  pop3          cmd="pop3d -U 30" listen="110" prefork=0 maxchild=50\n'
+            '  pop3s         cmd="pop3d -s -U 30" listen="995" prefork=0 maxchild=50\n'
+        )
+        if settings.cyrus.pop3
+        else ""
+    )
+    return (
+        HEADER
+        + f"""START {{
   recover       cmd="/usr/sbin/cyrus ctl_cyrusdb -r"
 }}
 SERVICES {{
@@ -101,6 +114,7 @@ EVENTS {{
   expungeprune  cmd="/usr/sbin/cyrus expire -E 4 -X 28" at=0445
 }}
 """
+    )
 
 
 def files(settings: Settings) -> dict[str, File]:

@@ -20,20 +20,26 @@ IDFILE = "/var/lib/mailctl/fetchmail/fetchids"
 
 def fetchmailrc(settings: Settings, secrets: Secrets) -> str:
     f = settings.fetchmail
-    lines = [HEADER, f"set daemon {f.interval}\n", "set no bouncemail\n",
-             'set postmaster "postmaster"\n']
+    lines = [
+        HEADER,
+        f"set daemon {f.interval}\n",
+        "set no bouncemail\n",
+        'set postmaster "postmaster"\n',
+    ]
     for i, acc in enumerate(f.accounts):
         where = f"fetchmail.accounts.{i}"
         if i not in secrets.fetchmail_passwords:
             raise RenderError(f"{where}.password_file: no password was read")
         port = f" port {acc.port}" if acc.port else ""
-        lines.append(f"poll {q.fetchmail_string(acc.server, where + '.server')} "
-                     f"proto {acc.protocol}{port}\n")
+        lines.append(
+            f"poll {q.fetchmail_string(acc.server, where + '.server')} proto {acc.protocol}{port}\n"
+        )
         lines.append(f"  user {q.fetchmail_string(acc.user, where + '.user')}\n")
-        lines.append("  password "
-                     f"{q.fetchmail_string(secrets.fetchmail_passwords[i], where, secret=True)}\n")
+        lines.append(
+            f"  password {q.fetchmail_string(secrets.fetchmail_passwords[i], where, secret=True)}\n"
+        )
         to = q.fetchmail_string(acc.deliver_to, where + ".deliver_to")
-        lines.append(f"  is {to} here\n  smtpname {to}\n  smtphost \"127.0.0.1/25\"\n")
+        lines.append(f'  is {to} here\n  smtpname {to}\n  smtphost "127.0.0.1/25"\n')
         lines.append(f"  {'ssl' if acc.ssl else 'no ssl'}\n")
         lines.append(f"  {'sslcertck' if acc.verify_certificate else 'no sslcertck'}\n")
         lines.append(f"  {'keep' if acc.keep else 'no keep'}\n")
@@ -48,6 +54,20 @@ def files(settings: Settings, secrets: Secrets) -> dict[str, File]:
 
 
 def argv(settings: Settings) -> tuple[str, ...]:
-    return ("/usr/sbin/runuser", "-u", "fetchmail", "--", "/usr/bin/fetchmail",
-            "-f", f"{LIVE}/{RC}", "--nodetach", "--nosyslog", "-i", IDFILE,
-            "--pidfile", "/run/fetchmail/fetchmail.pid", "-d", str(settings.fetchmail.interval))
+    return (
+        "/usr/sbin/runuser",
+        "-u",
+        "fetchmail",
+        "--",
+        "/usr/bin/fetchmail",
+        "-f",
+        f"{LIVE}/{RC}",
+        "--nodetach",
+        "--nosyslog",
+        "-i",
+        IDFILE,
+        "--pidfile",
+        "/run/fetchmail/fetchmail.pid",
+        "-d",
+        str(settings.fetchmail.interval),
+    )

@@ -47,8 +47,10 @@ def main_cf(settings: Settings) -> str:
         ("mydestination", q.main_cf_list(settings.local_names, "local_domains")),
         ("mynetworks_style", "host"),
         ("mynetworks", q.main_cf_list(mynetworks(settings), "networks")),
-        ("inet_interfaces", q.main_cf_list([str(i) for i in s.inet_interfaces],
-                                           "smtp.inet_interfaces")),
+        (
+            "inet_interfaces",
+            q.main_cf_list([str(i) for i in s.inet_interfaces], "smtp.inet_interfaces"),
+        ),
         ("smtp_bind_address", str(s.bind_address or "")),
         ("smtp_bind_address6", str(s.bind_address6 or "")),
         ("inet_protocols", s.inet_protocols),
@@ -97,8 +99,10 @@ def main_cf(settings: Settings) -> str:
         ("smtpd_sasl_type", "cyrus"),
         ("smtpd_sasl_path", "smtpd"),
         ("cyrus_sasl_config_path", "${config_directory}/sasl"),
-        ("smtpd_sasl_security_options",
-         "noanonymous, noplaintext" if settings.sasl.noplaintext else "noanonymous"),
+        (
+            "smtpd_sasl_security_options",
+            "noanonymous, noplaintext" if settings.sasl.noplaintext else "noanonymous",
+        ),
         ("smtpd_sasl_tls_security_options", "noanonymous"),
         # Protocol hardening Postfix 3.7 leaves off (SECURITY.md).
         ("smtpd_forbid_bare_newline", "normalize"),
@@ -107,12 +111,16 @@ def main_cf(settings: Settings) -> str:
         ("smtpd_helo_required", "yes"),
         # Outbound through relay hosts with a login (S6); passwords only over TLS.
         ("relayhost", settings.relay.host or ""),
-        ("sender_dependent_relayhost_maps",
-         tables["sender_relay"].ref if settings.relay.senders else ""),
+        (
+            "sender_dependent_relayhost_maps",
+            tables["sender_relay"].ref if settings.relay.senders else "",
+        ),
         ("smtp_sender_dependent_authentication", "yes" if settings.relay.senders else "no"),
         ("smtp_sasl_auth_enable", "yes" if relay_login else "no"),
-        ("smtp_sasl_password_maps",
-         f"{db}:${{config_directory}}/{RELAY_PASSWORDS}" if relay_login else ""),
+        (
+            "smtp_sasl_password_maps",
+            f"{db}:${{config_directory}}/{RELAY_PASSWORDS}" if relay_login else "",
+        ),
         ("smtp_sasl_security_options", "noanonymous, noplaintext"),
         ("smtp_sasl_tls_security_options", "noanonymous"),
         ("relay_domains", q.main_cf_list(settings.relay_domains, "relay_domains")),
@@ -121,12 +129,15 @@ def main_cf(settings: Settings) -> str:
         # Dial-up (P14): hold outgoing mail until a flush, and do not look anything up.
         ("defer_transports", "smtp" if s.dialup else ""),
         ("disable_dns_lookups", "yes" if s.dialup else "no"),
-
         # The relay guard: fixed, never from a setting (FEATURES P9).
-        ("smtpd_relay_restrictions",
-         "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"),
-        *[(f"smtpd_{stage}_restrictions", ", ".join(lists[stage]))
-          for stage in ("client", "helo", "sender", "recipient", "data")],
+        (
+            "smtpd_relay_restrictions",
+            "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination",
+        ),
+        *[
+            (f"smtpd_{stage}_restrictions", ", ".join(lists[stage]))
+            for stage in ("client", "helo", "sender", "recipient", "data")
+        ],
         ("smtpd_restriction_classes", ", ".join(lists["classes"])),
         *[(name, ", ".join(lists[f"class:{name}"])) for name in lists["classes"]],
     ]
@@ -182,8 +193,12 @@ _AUTH_ONLY = [
 def master_cf(settings: Settings) -> str:
     auth_only = list(_AUTH_ONLY)
     if settings.maps.sender_login:
-        auth_only.append(("smtpd_sender_restrictions",
-                          "reject_sender_login_mismatch,permit_sasl_authenticated,reject"))
+        auth_only.append(
+            (
+                "smtpd_sender_restrictions",
+                "reject_sender_login_mismatch,permit_sasl_authenticated,reject",
+            )
+        )
     verbose = set(settings.smtp.verbose)
 
     def cmd(service: str, command: str) -> str:
@@ -245,8 +260,9 @@ def relay_passwords(settings: Settings, secrets: Secrets) -> dict[str, File]:
     """The relay logins with their passwords: root only, like its compiled .db."""
     lines = [HEADER]
     for key, user in sorted(relay_logins(settings).items()):
-        secret = q.map_value(f"{user}:{secrets.relay_passwords[key]}",
-                             f"relay password for {key}", secret=True)
+        secret = q.map_value(
+            f"{user}:{secrets.relay_passwords[key]}", f"relay password for {key}", secret=True
+        )
         lines.append(q.map_line(key, secret, f"relay.{key}") + "\n")
     return {f"postfix/{RELAY_PASSWORDS}": File("".join(lines).encode(), 0o600)}
 
@@ -275,8 +291,11 @@ def files(settings: Settings) -> dict[str, File]:
 
 def postmap_paths(settings: Settings) -> tuple[str, ...]:
     """Tables to compile with postmap (aliases go to postalias)."""
-    hashed = [t.path for t in pm.tables(settings).values()
-              if t.kind == settings.maps.table_type and t.name != "aliases"]
+    hashed = [
+        t.path
+        for t in pm.tables(settings).values()
+        if t.kind == settings.maps.table_type and t.name != "aliases"
+    ]
     return ("postfix/virtual", "postfix/vmailbox", f"postfix/{RELAY_PASSWORDS}", *hashed)
 
 

@@ -82,13 +82,19 @@ def pattern_tables(settings: Settings) -> list[Table]:
     out = []
     for stage in STAGES:
         for kind in PATTERN_TYPES:
-            lines = [q.pattern_line(p.pattern, _action(settings, p.action),
-                                    f"access.patterns.{i}")
-                     for i, p in enumerate(settings.access.patterns)
-                     if p.stage == stage and p.type == kind]
+            lines = [
+                q.pattern_line(p.pattern, _action(settings, p.action), f"access.patterns.{i}")
+                for i, p in enumerate(settings.access.patterns)
+                if p.stage == stage and p.type == kind
+            ]
             if lines:
-                out.append(Table(f"{stage}_access.{kind}", kind,
-                                 HEADER + "".join(line + "\n" for line in lines)))
+                out.append(
+                    Table(
+                        f"{stage}_access.{kind}",
+                        kind,
+                        HEADER + "".join(line + "\n" for line in lines),
+                    )
+                )
     return out
 
 
@@ -124,8 +130,7 @@ def tables(settings: Settings) -> dict[str, Table]:
         aliases(settings),
         _table("canonical", db, dict(m.canonical), "maps.canonical"),
         _table("sender_canonical", db, dict(m.sender_canonical), "maps.sender_canonical"),
-        _table("recipient_canonical", db, dict(m.recipient_canonical),
-               "maps.recipient_canonical"),
+        _table("recipient_canonical", db, dict(m.recipient_canonical), "maps.recipient_canonical"),
         _table("relocated", db, dict(m.relocated), "maps.relocated"),
         _table("transport", db, dict(m.transports), "maps.transports"),
         _table("sender_login", db, logins, "maps.sender_logins"),
@@ -133,17 +138,31 @@ def tables(settings: Settings) -> dict[str, Table]:
         _table("client_access", db, clients_host, "access.clients"),
         _table("helo_access", db, helo, "access.helo"),
         _table("sender_access", db, _actions(settings, a.senders), "access.senders"),
-        _table("recipient_access", db, _actions(settings, a.recipients),
-               "access.recipients"),
-        _table("rbl_whitelist.cidr", "cidr",
-               {k: "OK" for k in settings.rbl.whitelist if _is_network(k)}, "rbl.whitelist"),
-        _table("rbl_whitelist", db,
-               {k: "OK" for k in settings.rbl.whitelist if not _is_network(k)}, "rbl.whitelist"),
-        _table("sender_relay", db,
-               {k: v.host for k, v in settings.relay.senders.items()}, "relay.senders"),
+        _table("recipient_access", db, _actions(settings, a.recipients), "access.recipients"),
+        _table(
+            "rbl_whitelist.cidr",
+            "cidr",
+            {k: "OK" for k in settings.rbl.whitelist if _is_network(k)},
+            "rbl.whitelist",
+        ),
+        _table(
+            "rbl_whitelist",
+            db,
+            {k: "OK" for k in settings.rbl.whitelist if not _is_network(k)},
+            "rbl.whitelist",
+        ),
+        _table(
+            "sender_relay",
+            db,
+            {k: v.host for k, v in settings.relay.senders.items()},
+            "relay.senders",
+        ),
         *pattern_tables(settings),
-        Table("sender_mx_bogons.cidr", "cidr",
-              HEADER + "".join(f"{net}\tREJECT {text}\n" for net, text in BOGON_MX)),
+        Table(
+            "sender_mx_bogons.cidr",
+            "cidr",
+            HEADER + "".join(f"{net}\tREJECT {text}\n" for net, text in BOGON_MX),
+        ),
     ]
     return {t.name: t for t in out}
 
@@ -154,42 +173,73 @@ DEFAULTS: dict[str, dict[str, list[str]]] = {
     "basic": {
         "client": ["check_client_access", "rbl"],
         "helo": ["check_helo_access"],
-        "sender": ["permit_mynetworks", "permit_sasl_authenticated", "check_sender_access",
-                   "check_sender_mx_access"],
-        "recipient": ["check_recipient_access", "permit_mynetworks", "permit_sasl_authenticated",
-                      "reject_unauth_destination", "reject_unlisted_recipient", "greylist"],
+        "sender": [
+            "permit_mynetworks",
+            "permit_sasl_authenticated",
+            "check_sender_access",
+            "check_sender_mx_access",
+        ],
+        "recipient": [
+            "check_recipient_access",
+            "permit_mynetworks",
+            "permit_sasl_authenticated",
+            "reject_unauth_destination",
+            "reject_unlisted_recipient",
+            "greylist",
+        ],
         "data": [],
     },
     # The guide's "Mailserver im INet" example, with trusted clients let through first.
     "internet": {
         "client": ["check_client_access", "rbl"],
-        "helo": ["permit_mynetworks", "permit_sasl_authenticated", "check_helo_access",
-                 "reject_non_fqdn_helo_hostname", "reject_invalid_helo_hostname",
-                 "reject_unknown_helo_hostname"],
-        "sender": ["permit_mynetworks", "permit_sasl_authenticated", "check_sender_access",
-                   "check_sender_mx_access", "reject_non_fqdn_sender",
-                   "reject_unknown_sender_domain"],
-        "recipient": ["check_recipient_access", "permit_mynetworks", "permit_sasl_authenticated",
-                      "reject_unauth_destination", "reject_non_fqdn_recipient",
-                      "reject_unknown_recipient_domain", "reject_unlisted_recipient",
-                      "greylist"],
+        "helo": [
+            "permit_mynetworks",
+            "permit_sasl_authenticated",
+            "check_helo_access",
+            "reject_non_fqdn_helo_hostname",
+            "reject_invalid_helo_hostname",
+            "reject_unknown_helo_hostname",
+        ],
+        "sender": [
+            "permit_mynetworks",
+            "permit_sasl_authenticated",
+            "check_sender_access",
+            "check_sender_mx_access",
+            "reject_non_fqdn_sender",
+            "reject_unknown_sender_domain",
+        ],
+        "recipient": [
+            "check_recipient_access",
+            "permit_mynetworks",
+            "permit_sasl_authenticated",
+            "reject_unauth_destination",
+            "reject_non_fqdn_recipient",
+            "reject_unknown_recipient_domain",
+            "reject_unlisted_recipient",
+            "greylist",
+        ],
         "data": [],
     },
 }
 
 
 def _pattern_checks(t: dict[str, Table], stage: str) -> list[str]:
-    return [f"check_{stage}_access {t[name].ref}"
-            for name in (f"{stage}_access.{kind}" for kind in PATTERN_TYPES) if name in t]
+    return [
+        f"check_{stage}_access {t[name].ref}"
+        for name in (f"{stage}_access.{kind}" for kind in PATTERN_TYPES)
+        if name in t
+    ]
 
 
 def expand(settings: Settings, t: dict[str, Table], tok: str) -> list[str]:
     """One settings token -> the main.cf restrictions it stands for."""
     match tok:
         case "check_client_access":
-            return [f"check_client_access {t['client_access.cidr'].ref}",
-                    f"check_client_access {t['client_access'].ref}",
-                    *_pattern_checks(t, "client")]
+            return [
+                f"check_client_access {t['client_access.cidr'].ref}",
+                f"check_client_access {t['client_access'].ref}",
+                *_pattern_checks(t, "client"),
+            ]
         case "check_helo_access" | "check_sender_access" | "check_recipient_access":
             stage = tok.removeprefix("check_").removesuffix("_access")
             return [f"{tok} {t[tok.removeprefix('check_')].ref}", *_pattern_checks(t, stage)]
@@ -201,9 +251,11 @@ def expand(settings: Settings, t: dict[str, Table], tok: str) -> list[str]:
         case "rbl":
             if not settings.rbl.lists:
                 return []
-            return [f"check_client_access {t['rbl_whitelist.cidr'].ref}",
-                    f"check_client_access {t['rbl_whitelist'].ref}",
-                    *(f"reject_rbl_client {zone}" for zone in settings.rbl.lists)]
+            return [
+                f"check_client_access {t['rbl_whitelist.cidr'].ref}",
+                f"check_client_access {t['rbl_whitelist'].ref}",
+                *(f"reject_rbl_client {zone}" for zone in settings.rbl.lists),
+            ]
     if tok in settings.restrictions.classes:
         return [class_param(tok)]
     return [tok]
@@ -219,10 +271,11 @@ def restriction_lists(settings: Settings) -> dict[str, list[str]]:
         tokens = default if chosen is None else chosen
         out[stage] = [x for tok in tokens for x in expand(settings, t, tok)]
     # Smuggling/pipelining guard first, whatever the data list says (SECURITY.md).
-    out["data"] = ["reject_unauth_pipelining",
-                   *[x for x in out["data"] if x != "reject_unauth_pipelining"]]
+    out["data"] = [
+        "reject_unauth_pipelining",
+        *[x for x in out["data"] if x != "reject_unauth_pipelining"],
+    ]
     out["classes"] = [class_param(name) for name in r.classes]
     for name, tokens in r.classes.items():
-        out[f"class:{class_param(name)}"] = [x for tok in tokens
-                                             for x in expand(settings, t, tok)]
+        out[f"class:{class_param(name)}"] = [x for tok in tokens for x in expand(settings, t, tok)]
     return out

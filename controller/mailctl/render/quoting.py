@@ -43,8 +43,12 @@ def main_cf_list(items: Iterable[str], setting: str) -> str:
     out = []
     for item in items:
         _no_control(item, setting)
-        if not item or _BLANK.search(item) or any(c in item for c in ",{}$") \
-                or item.startswith("#"):
+        if (
+            not item
+            or _BLANK.search(item)
+            or any(c in item for c in ",{}$")
+            or item.startswith("#")
+        ):
             raise RenderError(f"{setting}: {item!r} cannot be a list element in main.cf")
         out.append(item)
     return ", ".join(out)
@@ -190,6 +194,7 @@ def saslauthd_value(value: str, setting: str, secret: bool = False) -> str:
     # saslauthd reads the file in 4 KiB pieces: a longer line would start a new option.
     if not value or value != value.strip() or len(value.encode()) > 1000:
         shown = "the value" if secret else repr(value)
-        raise RenderError(f"{setting}: {shown} is empty, longer than 1000 bytes, or starts "
-                          "or ends with blanks")
+        raise RenderError(
+            f"{setting}: {shown} is empty, longer than 1000 bytes, or starts or ends with blanks"
+        )
     return value

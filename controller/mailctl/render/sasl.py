@@ -27,14 +27,17 @@ def pwdfile(entries: dict[str, str]) -> str:
     for user, hashed in entries.items():
         if ":" in user + hashed or any(ord(c) < 32 or c == "\x7f" for c in user + hashed):
             raise RenderError(
-                f"users: the entry for {user!r} cannot be written to the user database")
+                f"users: the entry for {user!r} cannot be written to the user database"
+            )
         lines.append(f"{user}:{hashed}\n")
     return "".join(lines)
 
 
 def pam_service() -> str:
-    return (HEADER + f"auth sufficient pam_pwdfile.so pwdfile={LIVE}/sasl/users\n"
-            "auth required pam_deny.so\naccount required pam_permit.so\n")
+    return (
+        HEADER + f"auth sufficient pam_pwdfile.so pwdfile={LIVE}/sasl/users\n"
+        "auth required pam_deny.so\naccount required pam_permit.so\n"
+    )
 
 
 def saslauthd_conf(settings: Settings, secrets: Secrets) -> str:
@@ -44,18 +47,22 @@ def saslauthd_conf(settings: Settings, secrets: Secrets) -> str:
     ldap = settings.sasl.ldap
     base = ldap.search_base or ""
     opts = [
-        ("ldap_servers", " ".join(q.saslauthd_value(s, "sasl.ldap.servers")
-                                  for s in ldap.servers)),
+        ("ldap_servers", " ".join(q.saslauthd_value(s, "sasl.ldap.servers") for s in ldap.servers)),
         ("ldap_search_base", q.saslauthd_value(base, "sasl.ldap.search_base")),
         ("ldap_filter", q.saslauthd_value(ldap.filter, "sasl.ldap.filter")),
         ("ldap_start_tls", "yes" if ldap.start_tls else "no"),
         ("ldap_timeout", "10"),
     ]
     if ldap.bind_dn:
-        opts += [("ldap_bind_dn", q.saslauthd_value(ldap.bind_dn, "sasl.ldap.bind_dn")),
-                 ("ldap_password", q.saslauthd_value(secrets.ldap_bind_password,
-                                                     "sasl.ldap.bind_password_file",
-                                                     secret=True))]
+        opts += [
+            ("ldap_bind_dn", q.saslauthd_value(ldap.bind_dn, "sasl.ldap.bind_dn")),
+            (
+                "ldap_password",
+                q.saslauthd_value(
+                    secrets.ldap_bind_password, "sasl.ldap.bind_password_file", secret=True
+                ),
+            ),
+        ]
     return HEADER + "".join(f"{k}: {v}\n" for k, v in opts)
 
 
@@ -84,5 +91,4 @@ def argv(settings: Settings) -> tuple[str, ...]:
         option = ("-O", f"{host}/{port or 'imap'}")
     elif mech == "ldap":
         option = ("-O", f"{LIVE}/{SASLAUTHD_CONF}")
-    return ("/usr/sbin/saslauthd", "-d", "-a", mech, *realm, *option, "-n", "0",
-            "-m", SOCKET_DIR)
+    return ("/usr/sbin/saslauthd", "-d", "-a", mech, *realm, *option, "-n", "0", "-m", SOCKET_DIR)

@@ -42,8 +42,7 @@ def read_file(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "syntax error"
-        raise SettingsError(f"settings file {path} is not valid YAML{where}: {problem}"
-                            ) from None
+        raise SettingsError(f"settings file {path} is not valid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -63,8 +62,10 @@ def build_settings(data: Mapping[str, Any]) -> Settings:
         if name.upper().startswith("MAIL_"):
             top = name[5:].split("__", 1)[0].lower()
             if top not in fields:
-                raise SettingsError(f"env {name}: is not a known setting (MAIL_ + a "
-                                    "top-level setting, e.g. MAIL_HOSTNAME)")
+                raise SettingsError(
+                    f"env {name}: is not a known setting (MAIL_ + a "
+                    "top-level setting, e.g. MAIL_HOSTNAME)"
+                )
     try:
         return Settings(**data)
     except pydantic.ValidationError as exc:
@@ -96,13 +97,17 @@ def with_cli_users(settings: Settings, store: Mapping[str, str]) -> Settings:
     A user of the settings file wins over a stored one of the same address."""
     known = {u.address for u in settings.users}
     try:
-        extra = [User(address=a, password_hash=h or None)
-                 for a, h in sorted(store.items()) if a not in known]
+        extra = [
+            User(address=a, password_hash=h or None)
+            for a, h in sorted(store.items())
+            if a not in known
+        ]
         merged = settings.model_copy(update={"users": [*settings.users, *extra]})
         merged.check_consistent()
     except pydantic.ValidationError as exc:
-        raise SettingsError("user store: " + describe(exc).removeprefix("invalid settings: ")
-                            ) from None
+        raise SettingsError(
+            "user store: " + describe(exc).removeprefix("invalid settings: ")
+        ) from None
     except ValueError as exc:
         raise SettingsError(f"user store: {exc}") from None
     return merged

@@ -41,7 +41,7 @@ def alias_target(value: str) -> str:
     if value.startswith("|") or value.startswith('"|'):
         raise ValueError("delivery to commands is not allowed")
     if value.startswith(":include:"):
-        _path(value[len(":include:"):])
+        _path(value[len(":include:") :])
         return value
     if value.startswith("/"):
         return _path(value)
@@ -76,8 +76,14 @@ def transport(value: str) -> str:
 
 def pattern_text(value: str) -> str:
     """A regex for a /pattern/ table line: one line, no '/', no trailing backslash."""
-    if (not value or value != value.strip() or not value.isprintable() or "/" in value
-            or value.endswith("\\") or len(value) > 500):
+    if (
+        not value
+        or value != value.strip()
+        or not value.isprintable()
+        or "/" in value
+        or value.endswith("\\")
+        or len(value) > 500
+    ):
         raise ValueError(
             f"{value!r} cannot be a table pattern (one line of up to 500 characters, no "
             "blanks at the ends, no trailing backslash, and no '/': match a slash with '.')"

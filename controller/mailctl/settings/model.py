@@ -92,8 +92,9 @@ class Smtp(Group):
     masquerade_domains: list[Domain] = Field(
         default_factory=list, description="Strip host names below these domains from senders."
     )
-    inet_interfaces: list[Literal["all", "loopback-only"] | ipaddress.IPv4Address
-                          | ipaddress.IPv6Address] = Field(
+    inet_interfaces: list[
+        Literal["all", "loopback-only"] | ipaddress.IPv4Address | ipaddress.IPv6Address
+    ] = Field(
         default_factory=lambda: ["all"],  # type: ignore[arg-type]  # validated to the Literal
         min_length=1,
         description="Addresses Postfix listens on: all, loopback-only, or IPs.",
@@ -187,8 +188,9 @@ class Sasl(Group):
     @model_validator(mode="after")
     def _mechanism_options(self) -> Sasl:
         if self.pwcheck_method == "auxprop" and self.mechanism != "sasldb":
-            raise ValueError("sasl.pwcheck_method: auxprop reads sasldb2, so it needs "
-                             "sasl.mechanism: sasldb")
+            raise ValueError(
+                "sasl.pwcheck_method: auxprop reads sasldb2, so it needs sasl.mechanism: sasldb"
+            )
         if self.mechanism == "rimap" and self.rimap_server is None:
             raise ValueError("sasl.rimap_server: mechanism rimap needs the IMAP server")
         if self.mechanism == "ldap" and not (self.ldap.servers and self.ldap.search_base):
@@ -239,8 +241,7 @@ class Relay(Group):
         if self.username is not None and self.host is None:
             raise ValueError("relay.username: a login needs relay.host")
         if self.username is not None and ":" in self.username:
-            raise ValueError("relay.username: a ':' would end the login in "
-                             "smtp_sasl_password_maps")
+            raise ValueError("relay.username: a ':' would end the login in smtp_sasl_password_maps")
         return self
 
 
@@ -307,7 +308,8 @@ class Settings(BaseSettings):
     )
 
     hostname: Hostname = Field(
-        description="This server's name (myhostname), e.g. mail.example.com.")
+        description="This server's name (myhostname), e.g. mail.example.com."
+    )
     domain: Domain | None = Field(
         default=None, description="mydomain; default: the hostname without its first label."
     )
@@ -379,13 +381,22 @@ class Settings(BaseSettings):
     def check_consistent(self) -> None:
         """The rules across the tree (ValueError naming the setting)."""
         _check_networks(self.networks)
-        _no_overlap("domains", self.domains, "the local names (hostname, local_domains)",
-                    self.local_names)
+        _no_overlap(
+            "domains", self.domains, "the local names (hostname, local_domains)", self.local_names
+        )
         _no_overlap("alias_domains", self.alias_domains, "domains", self.domains)
-        _no_overlap("alias_domains", self.alias_domains, "the local names (hostname, "
-                    "local_domains)", self.local_names)
-        _no_overlap("relay_domains", self.relay_domains, "the local names (hostname, "
-                    "local_domains)", self.local_names)
+        _no_overlap(
+            "alias_domains",
+            self.alias_domains,
+            "the local names (hostname, local_domains)",
+            self.local_names,
+        )
+        _no_overlap(
+            "relay_domains",
+            self.relay_domains,
+            "the local names (hostname, local_domains)",
+            self.local_names,
+        )
         _no_overlap("relay_domains", self.relay_domains, "domains", self.domains)
         both = sorted(set(self.alias_domains) & set(self.relay_domains))
         if both:
@@ -399,8 +410,10 @@ class Settings(BaseSettings):
         local_check = self.sasl.mechanism in ("pam", "shadow", "sasldb")
         for i, user in enumerate(self.users):
             if local_check and user.password_hash is None and user.password_file is None:
-                raise ValueError(f"users.{i}: sasl.mechanism {self.sasl.mechanism} checks "
-                                 "passwords here: give password_hash or password_file")
+                raise ValueError(
+                    f"users.{i}: sasl.mechanism {self.sasl.mechanism} checks "
+                    "passwords here: give password_hash or password_file"
+                )
 
             dom = user.address.split("@")[1]
             if dom not in mailbox_domains:
@@ -409,13 +422,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"users.{i}.address: {user.address!r} is listed twice")
             seen.add(user.address)
         classes = set(self.restrictions.classes)
-        for stage, table in (("clients", self.access.clients), ("helo", self.access.helo),
-                             ("senders", self.access.senders),
-                             ("recipients", self.access.recipients)):
+        for stage, table in (
+            ("clients", self.access.clients),
+            ("helo", self.access.helo),
+            ("senders", self.access.senders),
+            ("recipients", self.access.recipients),
+        ):
             for key, act in table.items():
                 if act.islower() and act not in classes:
-                    raise ValueError(f"access.{stage}.{key}: {act!r} is not a restriction class "
-                                     "in restrictions.classes")
+                    raise ValueError(
+                        f"access.{stage}.{key}: {act!r} is not a restriction class "
+                        "in restrictions.classes"
+                    )
         auth_ports = {"submission", "smtps"} | ({"smtp"} if self.sasl.on_port_25 else set())
         leaky = sorted(auth_ports & set(self.smtp.verbose))
         if leaky:
@@ -436,7 +454,8 @@ class Settings(BaseSettings):
                 )
             if key in seen:
                 raise ValueError(
-                    f"aliases.{key}: is also a user; a user address cannot be an alias")
+                    f"aliases.{key}: is also a user; a user address cannot be an alias"
+                )
 
 
 def _check_networks(networks: list[Network]) -> None:

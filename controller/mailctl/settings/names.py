@@ -30,7 +30,8 @@ def hostname(value: str) -> str:
     text = domain(value)
     if "." not in text:
         raise ValueError(
-            f"{value!r} is not fully qualified (it needs a dot, like mail.example.com)")
+            f"{value!r} is not fully qualified (it needs a dot, like mail.example.com)"
+        )
     return text
 
 
@@ -96,8 +97,10 @@ def ldap_url(value: str) -> str:
 def one_line(value: str) -> str:
     """Free text for a `key: value` line: printable, no line breaks, no edge blanks."""
     if not value or value != value.strip() or not value.isprintable() or len(value) > 1000:
-        raise ValueError("must be one line of printable text (up to 1000 characters) "
-                         "without leading or trailing blanks")
+        raise ValueError(
+            "must be one line of printable text (up to 1000 characters) "
+            "without leading or trailing blanks"
+        )
     return value
 
 

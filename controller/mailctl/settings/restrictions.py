@@ -16,7 +16,8 @@ from mailctl.settings import names
 from mailctl.settings.base import Group
 from mailctl.settings.maps import ClientKey
 
-SIMPLE = frozenset("""
+SIMPLE = frozenset(
+    """
 permit reject defer dunno warn_if_reject
 permit_mynetworks permit_sasl_authenticated permit_auth_destination permit_tls_clientcerts
 reject_unauth_destination defer_unauth_destination reject_unauth_pipelining
@@ -29,10 +30,19 @@ reject_authenticated_sender_login_mismatch reject_unauthenticated_sender_login_m
 reject_multi_recipient_bounce
 check_client_access check_helo_access check_sender_access check_recipient_access
 check_sender_mx_access greylist rbl
-""".split())
+""".split()
+)
 # Tokens that take a DNS list domain as their argument.
-WITH_DOMAIN = frozenset({"reject_rbl_client", "reject_rhsbl_sender", "reject_rhsbl_client",
-                         "reject_rhsbl_helo", "reject_rhsbl_recipient", "permit_dnswl_client"})
+WITH_DOMAIN = frozenset(
+    {
+        "reject_rbl_client",
+        "reject_rhsbl_sender",
+        "reject_rhsbl_client",
+        "reject_rhsbl_helo",
+        "reject_rhsbl_recipient",
+        "permit_dnswl_client",
+    }
+)
 _CLASS = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -51,8 +61,9 @@ def token(value: str) -> str:
 
 def class_name(value: str) -> str:
     if not _CLASS.fullmatch(value) or value in SIMPLE:
-        raise ValueError(f"{value!r} cannot name a restriction class (a-z, 0-9, _; not a "
-                         "restriction name)")
+        raise ValueError(
+            f"{value!r} cannot name a restriction class (a-z, 0-9, _; not a restriction name)"
+        )
     return value
 
 
@@ -98,6 +109,8 @@ class Restrictions(Group):
         for stage in ("client", "helo", "sender", "recipient", "data"):
             for item in getattr(self, stage) or []:
                 if item not in SIMPLE and " " not in item and item not in self.classes:
-                    raise ValueError(f"restrictions.{stage}: {item!r} is neither a known "
-                                     "restriction nor a class in restrictions.classes")
+                    raise ValueError(
+                        f"restrictions.{stage}: {item!r} is neither a known "
+                        "restriction nor a class in restrictions.classes"
+                    )
         return self

@@ -13,7 +13,8 @@ from typing import IO
 
 _lock = threading.Lock()
 _SECRETISH = re.compile(
-    r"""(?i)(pass(?:word|wd|phrase)?|secret|token)(["']?\s*[=:]\s*["']?|\s+)[^\s"',]+""")
+    r"""(?i)(pass(?:word|wd|phrase)?|secret|token)(["']?\s*[=:]\s*["']?|\s+)[^\s"',]+"""
+)
 
 
 def emit(name: str, line: str) -> None:

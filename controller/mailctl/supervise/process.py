@@ -50,8 +50,14 @@ Clock = Callable[[], float]
 
 
 class Process:
-    def __init__(self, spec: DaemonSpec, *, startsecs: float = 1.0, max_retries: int = 5,
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        spec: DaemonSpec,
+        *,
+        startsecs: float = 1.0,
+        max_retries: int = 5,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.spec = spec
         self.startsecs = startsecs
         self.max_retries = max_retries
@@ -106,8 +112,13 @@ class Process:
         self._to(State.STOPPING)
         if self.spec.stop_argv:
             try:
-                subprocess.run(list(self.spec.stop_argv), stdin=subprocess.DEVNULL,
-                               capture_output=True, timeout=timeout, check=False)
+                subprocess.run(
+                    list(self.spec.stop_argv),
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=timeout,
+                    check=False,
+                )
             except subprocess.TimeoutExpired:
                 self.signal(self.spec.stop_signal)
         else:
@@ -122,8 +133,14 @@ class Process:
         from mailctl.errors import CommandError
 
         try:
-            done = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True, timeout=timeout, check=False)
+            done = subprocess.run(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise CommandError(list(argv), None, "") from None
         if done.returncode != 0:
@@ -141,8 +158,11 @@ class Process:
         self.last_exit = code
         self.failed_starts += 1
         if self.failed_starts >= self.max_retries:
-            output.emit("mailctl", f"{self.spec.name}: gave up after {self.failed_starts} "
-                        "failed starts in a row (FATAL)")
+            output.emit(
+                "mailctl",
+                f"{self.spec.name}: gave up after {self.failed_starts} "
+                "failed starts in a row (FATAL)",
+            )
             self._to(State.FATAL)
             return
         self.next_start = self.clock() + next(self._delays)
@@ -201,5 +221,11 @@ class Process:
         return self.popen is not None and self.popen.poll() is None
 
     def status(self) -> Status:
-        return Status(self.spec.name, self.state.value, self.popen.pid if self.alive and
-                      self.popen else None, self.restarts, self.last_exit, self.since)
+        return Status(
+            self.spec.name,
+            self.state.value,
+            self.popen.pid if self.alive and self.popen else None,
+            self.restarts,
+            self.last_exit,
+            self.since,
+        )
