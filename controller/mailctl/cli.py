@@ -1,5 +1,6 @@
 """The command line: `mailctl run` is the container's main process; `check`
-validates a settings file; `render` writes what the settings would produce.
+validates a settings file the way `run` would (nothing goes live); the rest
+are operator tools (status, lookup, queue, mailbox, user).
 
 Side effects: `run` owns the container (daemons, /dev/log, the API).
 """
@@ -8,19 +9,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from mailctl.errors import MailctlError
-from mailctl.settings.loader import load_settings, settings_path
+from mailctl.layout import CYRUS_ADMIN, CYRUS_ADMIN_SOCKET, SASLAUTHD_MUX, Layout
+from mailctl.settings.loader import load_settings
+from mailctl.settings.mechanisms import mechanism
 from mailctl.supervise import output
 
+if TYPE_CHECKING:
+    from mailctl.api.app import StatusSource
 
-def _serve_api(ctl: object, port: int) -> None:
+# After SIGTERM the daemons get this long to stop (Supervisor.stop_all's deadline);
+# past it (plus a margin) the controller exits anyway rather than wait for SIGKILL.
+HARD_EXIT_AFTER = 25.0
+
+
+def _layout(args: argparse.Namespace) -> Layout:
+    return Layout.from_env(args.settings_dir)
+
+
+def _serve_api(source: StatusSource, port: int) -> None:
     """Serve the API from a thread of its own; importing FastAPI and uvicorn takes most
     of a second, which the daemons need not wait for."""
 
@@ -29,7 +46,7 @@ def _serve_api(ctl: object, port: int) -> None:
 
         from mailctl.api.app import admin_token, create_app
 
-        app = create_app(ctl, admin_token())  # type: ignore[arg-type]
+        app = create_app(source, admin_token())
         config = uvicorn.Config(
             app, host="0.0.0.0", port=port, log_level="warning", access_log=False, lifespan="off"
         )
@@ -38,58 +55,65 @@ def _serve_api(ctl: object, port: int) -> None:
     threading.Thread(target=_run, name="api", daemon=True).start()
 
 
+def _hard_exit_later(seconds: float) -> None:
+    def _exit() -> None:
+        output.emit(output.CONTROLLER, f"daemons did not stop within {seconds:.0f}s: exiting")
+        os._exit(1)
+
+    timer = threading.Timer(seconds, _exit)
+    timer.daemon = True
+    timer.start()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from mailctl.apply import users
     from mailctl.reconcile import Controller
     from mailctl.supervise import syslog
     from mailctl.watch.watcher import watch
 
-    path = settings_path(args.settings_dir)
-    ctl = Controller(path)
+    output.setup()
+    layout = _layout(args)
+    ctl = Controller(layout)
+    received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only record: no logging, no locks (the main thread may hold them right now).
         del frame
-        output.emit("mailctl", f"signal {signal.Signals(signum).name}: stopping")
+        received.append(signum)
         ctl.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     syslog.listen()
     try:
-        ctl.apply(first=True)
+        ctl.start()
     except MailctlError as exc:
         print(f"mailctl: cannot start: {exc}", file=sys.stderr, flush=True)
         return 2
-    path.parent.mkdir(parents=True, exist_ok=True)
-    watch(path.parent, ctl.settings_changed)
-    watch(users.USERS_DIR, ctl.settings_changed)  # `mailctl user ...` changes
+    layout.settings_dir.mkdir(parents=True, exist_ok=True)
+    watch(layout.settings_dir, ctl.settings_changed)
+    layout.users.mkdir(parents=True, exist_ok=True)
+    watch(layout.users, ctl.settings_changed)  # `mailctl user ...` changes
     _serve_api(ctl, args.api_port)
-    output.emit("mailctl", "controller running")
-    ctl.run()
+    output.emit(output.CONTROLLER, "controller running")
+    ctl.run(on_stop=lambda: _hard_exit_later(HARD_EXIT_AFTER))
+    if received:
+        output.emit(output.CONTROLLER, f"stopped on {signal.Signals(received[0]).name}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate and render (with stand-in secrets): what the file says, not its secrets."""
-    from mailctl.render import Secrets, render
+    """The same inputs, plan, stage and validate as `run`, into a scratch directory."""
+    from mailctl.apply import inputs
+    from mailctl.apply.transaction import Transaction
 
+    layout = _layout(args)
     try:
-        settings = load_settings(settings_path(args.settings_dir))
-        stand_in = "$6$mailctl-check$" + "x" * 86
-        render(
-            settings,
-            Secrets(
-                user_hashes={u.address: stand_in for u in settings.users},
-                fetchmail_passwords=dict.fromkeys(range(len(settings.fetchmail.accounts)), "x"),
-                relay_passwords=dict.fromkeys(
-                    [settings.relay.host or "", *settings.relay.senders], "x"
-                ),
-                ldap_bind_password="x",  # noqa: S106 (a stand-in, checked for syntax only)
-            ),
-        )
+        gathered = inputs.gather(layout, save=False)
+        Transaction(gathered, layout).check()
     except MailctlError as exc:
         print(f"mailctl: {exc}", file=sys.stderr)
         return 2
+    settings = gathered.settings
     print(
         f"settings OK: {settings.hostname}, {len(settings.users)} users, "
         f"{len(settings.aliases)} aliases"
@@ -98,13 +122,27 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    url = f"http://127.0.0.1:{args.api_port}/readyz"
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{args.api_port}/readyz", timeout=5) as r:
+        with urllib.request.urlopen(url, timeout=5) as r:
             body = r.read()
     except urllib.error.HTTPError as exc:
         body = exc.read()
-    print(json.dumps(json.loads(body), indent=2))
-    return 0 if json.loads(body).get("ready") else 1
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(
+            f"mailctl: the controller's API does not answer on {url} ({reason}); "
+            "is the appliance starting?",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        data = json.loads(body)
+    except ValueError:
+        print(f"mailctl: {url} did not answer with JSON", file=sys.stderr)
+        return 2
+    print(json.dumps(data, indent=2))
+    return 0 if data.get("ready") else 1
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
@@ -147,14 +185,14 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 def cmd_mailbox(args: argparse.Namespace) -> int:
     from mailctl.apply import mailboxes, secrets, users
-    from mailctl.render.cyrus import ADMIN, ADMIN_SOCKET
 
+    layout = _layout(args)
     try:
-        password = secrets.admin_password()
-        settings = load_settings(settings_path(args.settings_dir))
-        known = {u.address for u in settings.users} | set(users.read_store())
+        password = secrets.admin_password(layout)
+        settings = load_settings(layout.settings_file)
+        known = {u.address for u in settings.users} | set(users.read_store(layout.store))
         if args.action == "list":
-            for address in mailboxes.existing(ADMIN_SOCKET, ADMIN, password):
+            for address in mailboxes.existing(CYRUS_ADMIN_SOCKET, CYRUS_ADMIN, password):
                 print(address if address in known else f"{address} (no such user any more)")
             return 0
         if not args.address:
@@ -165,7 +203,7 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
                 f"mailctl: {args.address} is still a user; delete the user first", file=sys.stderr
             )
             return 2
-        mailboxes.purge(ADMIN_SOCKET, ADMIN, password, args.address)
+        mailboxes.purge(CYRUS_ADMIN_SOCKET, CYRUS_ADMIN, password, args.address)
     except MailctlError as exc:
         print(f"mailctl: {exc}", file=sys.stderr)
         return 2
@@ -206,16 +244,15 @@ def _wait_mailbox_map(address: str, present: bool, timeout: float = 30.0) -> Non
 def cmd_user(args: argparse.Namespace) -> int:
     """Users of the user store (FEATURES S4); users of the settings file stay there."""
     from mailctl.apply import mailboxes, secrets, users
-    from mailctl.render.cyrus import ADMIN, ADMIN_SOCKET
-    from mailctl.render.sasl import SOCKET_DIR
     from mailctl.settings.loader import with_cli_users
 
+    layout = _layout(args)
     try:
-        settings = load_settings(settings_path(args.settings_dir))
-        mech = settings.sasl.mechanism
+        settings = load_settings(layout.settings_file)
+        mech = mechanism(settings.sasl.mechanism)
         in_file = {u.address for u in settings.users}
         if args.action == "list":
-            store = users.read_store()
+            store = users.read_store(layout.store)
             for address in sorted(in_file | set(store)):
                 print(f"{address}\t{'settings' if address in in_file else 'cli'}")
             return 0
@@ -223,17 +260,15 @@ def cmd_user(args: argparse.Namespace) -> int:
             raise MailctlError(f"user {args.action} needs an address")
         address = args.address.lower()
         if args.action == "test":
-            ok = users.check_login(
-                f"{SOCKET_DIR}/mux", address, _read_password(False), args.service
-            )
-            print(f"{address}: login {'OK' if ok else 'refused'} ({mech}, {args.service})")
+            ok = users.check_login(SASLAUTHD_MUX, address, _read_password(False), args.service)
+            print(f"{address}: login {'OK' if ok else 'refused'} ({mech.name}, {args.service})")
             return 0 if ok else 1
         if address in in_file:
             raise MailctlError(f"{address} is a user of the settings file; change it there")
         # Passwords of rimap and ldap users live on those servers: only the mailbox here.
-        local = mech in ("pam", "shadow", "sasldb")
-        with users.locked():
-            store = users.read_store()
+        local = mech.local_passwords
+        with users.locked(layout.users):  # the controller's transaction holds it too
+            store = users.read_store(layout.store)
             if args.action == "add" and address in store:
                 raise MailctlError(f"{address} exists; use `mailctl user passwd`")
             if args.action != "add" and address not in store:
@@ -242,16 +277,18 @@ def cmd_user(args: argparse.Namespace) -> int:
                 password = _read_password(True) if local else ""
                 store[address] = secrets.hash_password(password) if local else ""
                 with_cli_users(settings, store)  # the same rules as for the settings file
-                if mech == "sasldb":
-                    users.sasldb_set(users.sasldb_path(), address, password)
+                if mech.store == "sasldb":
+                    users.sasldb_set(layout.sasldb, address, password)
             else:  # delete
                 del store[address]
-                users.sasldb_delete(users.sasldb_path(), address)
-            users.write_store(store)
+                users.sasldb_delete(layout.sasldb, address)
+            users.write_store(store, layout.store)
         if args.action != "passwd":
             _wait_mailbox_map(address, present=args.action == "add")
         if args.action == "delete" and args.purge:
-            mailboxes.purge(ADMIN_SOCKET, ADMIN, secrets.admin_password(), address)
+            mailboxes.purge(
+                CYRUS_ADMIN_SOCKET, CYRUS_ADMIN, secrets.admin_password(layout), address
+            )
     except MailctlError as exc:
         print(f"mailctl: {exc}", file=sys.stderr)
         return 2

@@ -1,27 +1,32 @@
-"""Reconcile: settings -> secrets -> render -> apply -> reload -> mailboxes, and the main loop.
+"""The controller's loop: notice a change, run one transaction, keep daemons and mailboxes.
 
-This is where the layers meet. Side effects through apply, supervise and
-watch only. Failures of a live change leave the last good config serving
-and are reported in `status`.
+What a revision changes is the transaction's (apply.transaction); this module
+decides when to run one (debounced, retried with backoff after a failure),
+starts and keeps the daemons (supervise), creates mailboxes once Cyrus
+answers, and keeps the status the API shows. Side effects: through apply,
+supervise and watch only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from mailctl.apply import chroot, dirs, mailboxes, netinfo, secrets, transaction, users
-from mailctl.errors import MailctlError, SettingsError
-from mailctl.render import Bundle, Secrets, render
-from mailctl.render.cyrus import ADMIN, ADMIN_SASLDB, ADMIN_SOCKET
-from mailctl.settings import Settings, load_settings
-from mailctl.settings.loader import with_cli_users
+from mailctl.apply import chroot, dirs, inputs, mailboxes, proc, queue, secrets
+from mailctl.apply.transaction import Transaction
+from mailctl.errors import CommandError, MailctlError
+from mailctl.layout import CYRUS_ADMIN, CYRUS_ADMIN_SOCKET, Layout
+from mailctl.render import Bundle
 from mailctl.supervise import output
+from mailctl.supervise.process import backoff_delays
 from mailctl.supervise.supervisor import Supervisor
+
+
+def say(line: str) -> None:
+    output.emit(output.CONTROLLER, line)
 
 
 @dataclass
@@ -35,252 +40,262 @@ class ApplyStatus:
     mailbox_error: str | None = None
 
 
-def with_runtime(settings: Settings) -> Settings:
-    """The settings checked against this container's facts, and completed by them:
-    never trust our own Docker network; refuse a HELO that claims our own address."""
-    own = netinfo.local_ipv4()
-    for i, net in enumerate(settings.networks):
-        inside = sorted(str(a) for a in own if net.version == 4 and a in net)
-        if inside:
-            raise SettingsError(
-                f"networks.{i}: {net} contains this container's own address {inside[0]}; "
-                "clients on a published port arrive from that network through Docker's "
-                "proxy, so trusting it would make this server an open relay"
-            )
-    if not settings.access.reject_own_helo or not own:
-        return settings
-    text = "REJECT do not use my address as HELO"
-    helo = {k: text for ip in sorted(own) for k in (str(ip), f"[{ip}]")}
-    helo.update(settings.access.helo)
-    access = settings.access.model_copy(update={"helo": helo})
-    return settings.model_copy(update={"access": access})
+@dataclass
+class DaemonView:
+    state: str
+    ready: bool
+    pid: int | None
+    restarts: int
 
 
 class Controller:
-    def __init__(self, settings_file: Path) -> None:
-        self.settings_file = settings_file
-        self.supervisor = Supervisor()
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        runner: proc.Runner = proc.run,
+        supervisor: Supervisor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        retry_delays: Callable[[], Iterator[float]] = lambda: backoff_delays(1.0, 2.0, 300.0),
+    ) -> None:
+        self.layout = layout
+        self.runner = runner
+        self.supervisor = supervisor or Supervisor()
+        self.clock = clock
         self.status = ApplyStatus()
-        self.settings: Settings | None = None
         self.bundle: Bundle | None = None
-        self.started = time.monotonic()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # status and the supervisor: the API thread reads them
         self.wake = threading.Event()
-        self.stop_requested = False
+        self.stop_requested = False  # set by a signal handler: a plain store, nothing else
         self.dirty_at: float | None = None
         self.mailboxes_pending = False
         self.mailboxes_made = False  # the first sync after start has succeeded
-        self._file_digest: str | None = None
+        self._applied_digest: str | None = None
+        self._retry_delays = retry_delays
+        self._delays = retry_delays()
+        self._retry_at: float | None = None
         self._last_chroot = 0.0
         self._mailbox_retry_at = 0.0
-        self._sasldb_digests: dict[str, str] = {}
-        self._admin_realm: str | None = None  # the realm the admin entry was written for
+        self._mailbox_delays = backoff_delays(1.0, 2.0, 30.0)
+        self._lmtp_was_ready: bool | None = None
 
-    # --- applying settings -------------------------------------------------
+    # --- applying settings -----------------------------------------------------------
 
-    def _digest(self) -> str:
-        """The inputs a change of which means a new apply: settings file and user store."""
-        h = hashlib.sha256()
-        for path in (self.settings_file, users.store_path()):
-            try:
-                h.update(path.read_bytes())
-            except OSError:
-                h.update(b"-")
-        return h.hexdigest()
+    def start(self) -> None:
+        """Before the daemons: directories, the first apply, a queue a crash left untidy.
 
-    def build(self) -> tuple[Settings, Bundle, Secrets]:
-        store = users.read_store()
-        settings = with_runtime(with_cli_users(load_settings(self.settings_file), store))
-        resolved = secrets.resolve(settings, frozenset(store))
-        return settings, render(settings, resolved), resolved
-
-    def _sync_logins(self, settings: Settings, resolved: Secrets) -> None:
-        """What saslauthd's mechanism reads besides the revision: sasldb2, accounts."""
-        if self._admin_realm != settings.hostname or not Path(ADMIN_SASLDB).exists():
-            users.admin_sasldb(Path(ADMIN_SASLDB), settings.hostname, secrets.admin_password())
-            self._admin_realm = settings.hostname
-        if settings.sasl.mechanism == "sasldb":
-            db = users.sasldb_path()
-            for address, password in resolved.user_passwords.items():
-                digest = hashlib.sha256(password.encode()).hexdigest()
-                if self._sasldb_digests.get(address) != digest or not db.exists():
-                    users.sasldb_set(db, address, password)
-                    self._sasldb_digests[address] = digest
-            for address in users.sasldb_users(db) - {u.address for u in settings.users}:
-                users.sasldb_delete(db, address)
-                self._sasldb_digests.pop(address, None)
-                output.emit("mailctl", f"sasldb: {address} removed")
-        shadow = settings.sasl.mechanism == "shadow"
-        for change in users.sync_accounts(
-            {a: h for a, h in resolved.user_hashes.items() if shadow}
-        ):
-            output.emit("mailctl", f"shadow: {change}")
-        self.sync_chroot()
-
-    def sync_chroot(self) -> None:
-        """Refresh Postfix's chroot copies; running smtpd/smtp processes keep the resolver
-        and host files they read at start, so a changed one means a (graceful) reload."""
-        changed = chroot.sync()
-        for rel in changed:
-            output.emit("mailctl", f"chroot copy of /{rel} updated")
-        if any(rel != "etc/sasldb2" for rel in changed) and self.supervisor.ready("postfix"):
-            try:
-                self.supervisor.reload("postfix")
-            except MailctlError as exc:
-                output.emit("mailctl", f"postfix reload after a chroot change failed: {exc}")
+        Raises MailctlError when the settings cannot be applied (nothing to serve).
+        The queue is repaired after the first apply (postsuper reads main.cf) and
+        before master starts; what it finds is never a reason not to start."""
+        dirs.ensure(runner=self.runner)
+        if not self.apply(first=True):
+            raise MailctlError(self.status.error or "the settings were not applied")
+        for note in queue.repair(self.layout.chroot, self.runner):
+            say(note)
 
     def apply(self, first: bool = False) -> bool:
-        """Load, render and apply the settings; on any failure keep the live config."""
-        t0 = time.monotonic()
-        digest = self._digest()
+        """One transaction for the current inputs; on failure the live config stays."""
+        t0 = self.clock()
+        digest = inputs.digest(self.layout)
         try:
-            if first:
-                dirs.ensure()
-            settings, bundle, resolved = self.build()
-            result = transaction.apply(bundle, force=first)
-            self._sync_logins(settings, resolved)  # and the chroot copies
-            if result.revision is not None and not first:
-                self._post_actions(bundle, result)
+            gathered = inputs.gather(self.layout, runner=self.runner)
+            txn = Transaction(
+                gathered,
+                self.layout,
+                runner=self.runner,
+                daemons=None if first else self,
+                force=first,
+                clock=self.clock,
+            )
+            outcome = txn.run()
         except MailctlError as exc:
-            with self.lock:
-                self.status.ok = False
-                self.status.error = str(exc)
-                self.status.at = time.time()
-            output.emit("mailctl", f"settings not applied: {exc}")
-            if first:
-                raise
-            self._file_digest = digest
-            return False
+            for note in getattr(getattr(exc, "__cause__", None), "notes", []):
+                say(note)
+            return self._failed(digest, str(exc))
+        for note in outcome.notes:
+            say(note)
+        bundle = txn.planned().bundle
         try:
             dirs.alias_files(
                 [
                     t
-                    for targets in settings.maps.local_aliases.values()
+                    for targets in gathered.settings.maps.local_aliases.values()
                     for t in targets
                     if t.startswith("/")
                 ]
             )
         except OSError as exc:
-            output.emit("mailctl", f"maps.local_aliases: cannot create a target file: {exc}")
-        restart = self.supervisor.configure(bundle.daemons)
-        for name in restart:
-            self.supervisor.restart(name)
+            say(f"maps.local_aliases: cannot create a target file: {exc.strerror}")
         with self.lock:
-            self.settings, self.bundle = settings, bundle
+            restart = self.supervisor.configure(bundle.daemons)
+        for name in sorted(restart):
+            self._restart(name)
+        with self.lock:
+            self.bundle = bundle
             self.status = ApplyStatus(
                 ok=True,
-                revision=result.revision.name if result.revision else self.status.revision,
+                revision=outcome.revision.name if outcome.revision else self.status.revision,
                 at=time.time(),
-                seconds=time.monotonic() - t0,
-                changed=sorted(result.changed),
+                seconds=self.clock() - t0,
+                changed=sorted(outcome.changed),
             )
-        self._file_digest = digest
+        self._applied_digest = digest
+        self._retry_at = None
+        self._delays = self._retry_delays()
         self.mailboxes_pending = True
-        if result.revision is not None:
-            steps = ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items())
-            output.emit(
-                "mailctl",
-                f"revision {result.revision.name} live "
-                f"({len(result.changed)} files changed; {steps}; "
-                f"with reload {time.monotonic() - t0:.3f}s)",
+        if outcome.revision is not None:
+            steps = ", ".join(f"{k} {v:.3f}s" for k, v in outcome.timings.items())
+            say(
+                f"revision {outcome.revision.name} live ({len(outcome.changed)} files changed; "
+                f"reloaded {', '.join(outcome.reloaded) or 'nothing'}; {steps})"
             )
         return True
 
-    def _post_actions(self, bundle: Bundle, result: transaction.Result) -> None:
-        """Reload exactly the daemons whose files changed; roll back if one refuses."""
-        names = [
-            d.name
-            for d in bundle.daemons
-            if any(c.startswith(r) for r in d.reads for c in result.changed)
-        ]
+    def _failed(self, digest: str, error: str) -> bool:
+        with self.lock:
+            self.status.ok = False
+            self.status.error = error
+            self.status.at = time.time()
+        self._applied_digest = digest
+        delay = next(self._delays)
+        self._retry_at = self.clock() + delay
+        say(f"settings not applied: {error} (next try in {delay:.0f}s, or at the next change)")
+        return False
+
+    def reload(self, name: str) -> None:
+        """The transaction's view of the supervisor (apply.transaction.Daemons)."""
+        with self.lock:
+            self.supervisor.reload(name)
+
+    def _restart(self, name: str) -> None:
         try:
-            for name in names:
-                self.supervisor.reload(name)
+            with self.lock:
+                self.supervisor.restart(name)
         except MailctlError as exc:
-            transaction.rollback(result)
-            for name in names:
-                try:
-                    self.supervisor.reload(name)
-                except MailctlError:
-                    pass
-            raise MailctlError(f"reload failed, previous config restored: {exc}") from exc
+            say(f"{name}: {exc}")
+
+    def sync_chroot(self) -> None:
+        """Docker may rewrite resolv.conf or hosts at any time: keep the chroot copies."""
+        try:
+            changed = chroot.sync(self.layout.chroot, self.layout.root)
+        except OSError as exc:
+            say(f"chroot copies: {exc.strerror}")
+            return
+        for rel in changed:
+            say(f"chroot copy of /{rel} updated")
+        if chroot.needs_reload(changed) and self.supervisor.ready("postfix"):
+            try:
+                self.reload("postfix")
+            except MailctlError as exc:
+                say(f"postfix reload after a chroot change failed: {exc}")
 
     def sync_mailboxes(self) -> None:
         if not self.mailboxes_pending or self.bundle is None:
             return
-        if time.monotonic() < self._mailbox_retry_at or not self.supervisor.ready("cyrus"):
+        if self.clock() < self._mailbox_retry_at or not self.supervisor.ready("cyrus"):
             return
         try:
             changes = mailboxes.sync(
-                ADMIN_SOCKET, ADMIN, secrets.admin_password(), self.bundle.mailboxes
+                CYRUS_ADMIN_SOCKET,
+                CYRUS_ADMIN,
+                secrets.admin_password(self.layout),
+                self.bundle.mailboxes,
             )
         except MailctlError as exc:
             with self.lock:
                 self.status.mailbox_error = str(exc)
-            output.emit("mailctl", f"mailboxes: {exc}")
-            self._mailbox_retry_at = time.monotonic() + 5.0
+            say(f"mailboxes: {exc}")
+            self._mailbox_retry_at = self.clock() + next(self._mailbox_delays)
             return
         for change in changes:
-            output.emit("mailctl", f"mailboxes: {change}")
+            say(f"mailboxes: {change}")
         with self.lock:
             self.status.mailbox_error = None
+        self._mailbox_delays = backoff_delays(1.0, 2.0, 30.0)
         self.mailboxes_pending = False
         self.mailboxes_made = True
 
-    # --- the main loop -----------------------------------------------------
+    def flush_after_lmtp_outage(self) -> None:
+        """When Cyrus answers again after an outage, have Postfix deliver at once.
+
+        A failed LMTP delivery makes qmgr mark the destination dead and defer every
+        message for it until its retry time, minutes after Cyrus is back; `postqueue -f`
+        asks qmgr to forget dead destinations and to deliver the deferred mail now."""
+        ready = self.supervisor.ready("cyrus")
+        was, self._lmtp_was_ready = self._lmtp_was_ready, ready
+        if not (ready and was is False) or not self.supervisor.ready("postfix"):
+            return
+        try:
+            self.runner(["postqueue", "-f"], timeout=30)
+        except CommandError as exc:
+            say(f"postqueue -f after Cyrus came back failed: {exc}")
+            return
+        say("Cyrus answers again: the queue is flushed")
+
+    # --- the main loop -------------------------------------------------------------
 
     def settings_changed(self) -> None:
         """Called by the watcher thread: note it, let the loop debounce."""
-        self.dirty_at = time.monotonic()
+        self.dirty_at = self.clock()
         self.wake.set()
 
     def tick(self, debounce: float = 0.05) -> None:
-        now = time.monotonic()
-        self.supervisor.tick()
+        now = self.clock()
+        with self.lock:
+            self.supervisor.tick()
         if self.dirty_at is not None and now - self.dirty_at >= debounce:
             self.dirty_at = None
-            if self._digest() != self._file_digest:
+            if inputs.digest(self.layout) != self._applied_digest:
+                self._delays = self._retry_delays()  # a new change: try it at once
                 self.apply()
+        elif self._retry_at is not None and now >= self._retry_at:
+            self.apply()
         if self.mailboxes_pending:
             self.sync_mailboxes()
+        self.flush_after_lmtp_outage()
         if now - self._last_chroot >= 2.0:
             self._last_chroot = now
             self.sync_chroot()
 
-    def run(self, debounce: float = 0.05) -> None:
+    def run(self, debounce: float = 0.05, on_stop: Callable[[], None] | None = None) -> None:
+        """Until a stop is requested; then `on_stop` (a hard-exit timer) and stop the daemons."""
         while not self.stop_requested:
             self.tick(debounce)
             timeout = 0.1
             if self.dirty_at is not None:  # wake when the debounce window closes
-                timeout = max(0.0, self.dirty_at + debounce - time.monotonic())
+                timeout = max(0.0, min(timeout, self.dirty_at + debounce - self.clock()))
             self.wake.wait(timeout)
             self.wake.clear()
-        self.supervisor.stop_all()
+        say("stopping")
+        if on_stop is not None:
+            on_stop()
+        with self.lock:
+            self.supervisor.stop_all()
 
     def request_stop(self) -> None:
+        """Safe from a signal handler: one store; the loop sees it within 0.1 s."""
         self.stop_requested = True
-        self.wake.set()
 
-    # --- what the API shows ------------------------------------------------
+    # --- what the API shows ------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         problems: list[str] = []
-        daemons = {}
-        for st in self.supervisor.statuses():
-            # A daemon still in its start window counts once its ports answer.
-            ready = st.state in ("starting", "running") and self.supervisor.ready(st.name)
-            daemons[st.name] = {
-                "state": st.state,
-                "ready": ready,
-                "pid": st.pid,
-                "restarts": st.restarts,
-            }
-            if not ready:
-                problems.append(
-                    f"{st.name} is {st.state}"
-                    + ("" if st.state != "running" else " but not answering")
-                )
+        daemons: dict[str, dict[str, Any]] = {}
         with self.lock:
+            for st in self.supervisor.statuses():
+                # A daemon still in its start window counts once its ports answer.
+                ready = st.state in ("starting", "running") and self.supervisor.ready(st.name)
+                daemons[st.name] = {
+                    "state": st.state,
+                    "ready": ready,
+                    "pid": st.pid,
+                    "restarts": st.restarts,
+                }
+                if not ready:
+                    problems.append(
+                        f"{st.name} is {st.state}"
+                        + ("" if st.state != "running" else " but not answering")
+                    )
             status = self.status
             if not status.ok:
                 problems.append(f"last settings change failed: {status.error}")
@@ -288,7 +303,7 @@ class Controller:
                 problems.append(status.mailbox_error)
             elif not self.mailboxes_made and status.ok:
                 problems.append("the users' mailboxes are being created")
-            body = {
+            body: dict[str, Any] = {
                 "ready": not problems,
                 "problems": problems,
                 "daemons": daemons,

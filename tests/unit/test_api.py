@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 with warnings.catch_warnings():
     # This starlette deprecates its test client on httpx in favour of httpx2 (not
@@ -15,12 +16,12 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from mailctl.api.app import MIN_TOKEN, admin_token, create_app
-from mailctl.errors import SettingsError
+from mailctl.layout import Layout
 from mailctl.reconcile import Controller
 from mailctl.render.bundle import DaemonSpec, Reload
-from mailctl.settings.loader import build_settings
 from mailctl.supervise.process import State
 from tests.unit.factory import base_data
+from tests.unit.fakes import FakeClock, FakeRunner
 
 TOKEN = "t0k3n-" + "x" * 30
 CLEAR = "hunter2-Correct-Horse"
@@ -159,7 +160,10 @@ def test_admin_token_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _controller(tmp_path: Path) -> Controller:
-    return Controller(tmp_path / "settings.yaml")
+    layout = Layout(
+        etc=tmp_path / "etc", state=tmp_path / "state", settings_dir=tmp_path, owners=False
+    )
+    return Controller(layout, runner=FakeRunner(), clock=FakeClock())
 
 
 def test_controller_not_ready_before_a_good_apply(tmp_path: Path) -> None:
@@ -189,10 +193,9 @@ def test_controller_ready_when_applied_and_daemons_run(tmp_path: Path) -> None:
 def _failed_controller(tmp_path: Path) -> Controller:
     """A controller whose last apply failed on a clear-text password in password_hash."""
     ctl = _controller(tmp_path)
-    try:
-        build_settings(base_data(users=[{"address": "alice@example.com", "password_hash": CLEAR}]))
-    except SettingsError as exc:
-        ctl.status.error = str(exc)
+    data = base_data(users=[{"address": "alice@example.com", "password_hash": CLEAR}])
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(data))
+    assert not ctl.apply()
     assert ctl.status.error and "users.0.password_hash" in ctl.status.error
     return ctl
 

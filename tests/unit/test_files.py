@@ -1,4 +1,4 @@
-"""Revision trees, the atomic `current` swap, and the apply transaction (validation faked)."""
+"""Revision trees and the atomic `current` swap (the transaction: test_transaction.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
-from mailctl.apply import files, transaction, validate
-from mailctl.errors import ApplyError, ValidationError
+from mailctl.apply import files
 from mailctl.render.bundle import Bundle, File
 
 
@@ -78,105 +75,6 @@ def test_prune_keeps_the_newest_and_the_live_one(tmp_path: Path) -> None:
         "000005",
         "000006",
     ]
-
-
-# --- the transaction ------------------------------------------------------------
-
-
-class FakeValidate:
-    def __init__(self) -> None:
-        self.calls: list[tuple[Path, frozenset[str] | None]] = []
-        self.error: Exception | None = None
-
-    def last(self) -> tuple[Path, frozenset[str] | None]:
-        return self.calls[-1]
-
-    def __call__(
-        self,
-        stage: Path,
-        b: Bundle,
-        changed: frozenset[str] | None = None,
-        live: Path | None = None,
-    ) -> None:
-        # The staged tree is complete when the checker runs.
-        for rel, f in b.files.items():
-            assert (stage / rel).read_bytes() == f.content
-        self.calls.append((stage, changed))
-        if self.error:
-            raise self.error
-
-
-@pytest.fixture
-def checker(monkeypatch: pytest.MonkeyPatch) -> FakeValidate:
-    fake = FakeValidate()
-    monkeypatch.setattr(validate, "stage", fake)
-    return fake
-
-
-def live_text(root: Path, rel: str) -> str:
-    return (files.current_link(root) / rel).read_text()
-
-
-def test_first_apply_goes_live(tmp_path: Path, checker: FakeValidate) -> None:
-    result = transaction.apply(bundle(a="1", b="2"), root=tmp_path)
-    assert result.previous is None and result.revision is not None
-    assert result.changed == {"a", "b"}
-    assert files.live_revision(tmp_path) == result.revision.resolve()
-    assert live_text(tmp_path, "a") == "1"
-    assert checker.calls == [(result.revision, None)], "nothing live yet: check everything"
-
-
-def test_unchanged_settings_make_no_revision(tmp_path: Path, checker: FakeValidate) -> None:
-    first = transaction.apply(bundle(a="1"), root=tmp_path)
-    again = transaction.apply(bundle(a="1"), root=tmp_path)
-    assert again.revision is None and again.previous == first.revision
-    assert len(list((tmp_path / "revs").iterdir())) == 1
-    assert len(checker.calls) == 1
-
-
-def test_a_change_is_checked_as_a_change(tmp_path: Path, checker: FakeValidate) -> None:
-    first = transaction.apply(bundle(a="1", b="2"), root=tmp_path)
-    second = transaction.apply(bundle(a="1", b="3"), root=tmp_path)
-    assert second.changed == {"b"} and second.previous == first.revision
-    assert checker.last() == (second.revision, frozenset({"b"}))
-    assert live_text(tmp_path, "b") == "3"
-    forced = transaction.apply(bundle(a="1", b="3"), root=tmp_path, force=True)
-    assert forced.revision is not None and checker.last() == (forced.revision, None)
-
-
-@pytest.mark.parametrize(
-    "error",
-    [ValidationError("postconf -n (main.cf): warning: something"), OSError(28, "No space")],
-    ids=["refused", "disk-full"],
-)
-def test_a_refused_revision_leaves_the_live_one(
-    tmp_path: Path, checker: FakeValidate, error: Exception
-) -> None:
-    good = transaction.apply(bundle(a="1"), root=tmp_path)
-    checker.error = error
-    with pytest.raises(ApplyError, match="not applied"):
-        transaction.apply(bundle(a="2"), root=tmp_path)
-    assert good.revision is not None
-    assert files.live_revision(tmp_path) == good.revision.resolve()
-    assert live_text(tmp_path, "a") == "1"
-    assert [p.name for p in (tmp_path / "revs").iterdir()] == [good.revision.name]
-
-
-def test_rollback_restores_the_previous_revision(tmp_path: Path, checker: FakeValidate) -> None:
-    transaction.apply(bundle(a="1"), root=tmp_path)
-    result = transaction.apply(bundle(a="2"), root=tmp_path)
-    assert live_text(tmp_path, "a") == "2"
-    transaction.rollback(result, root=tmp_path)
-    assert live_text(tmp_path, "a") == "1"
-    assert result.revision is not None and not result.revision.exists()
-
-
-def test_many_applies_keep_a_few_revisions(tmp_path: Path, checker: FakeValidate) -> None:
-    for i in range(8):
-        transaction.apply(bundle(a=str(i)), root=tmp_path)
-    names = sorted(p.name for p in (tmp_path / "revs").iterdir())
-    assert names == ["000006", "000007", "000008"]
-    assert live_text(tmp_path, "a") == "7"
 
 
 def test_retire_touches_the_old_revision_tables(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ import yaml
 
 from mailctl.apply import secrets as apply_secrets
 from mailctl.errors import SettingsError
+from mailctl.layout import Layout
 from mailctl.render import Secrets
 from mailctl.settings.loader import build_settings, load_settings
 from tests.unit.factory import CERT, HASH, KEY, base_data, settings
+from tests.unit.fakes import FakeRunner
 
 CLEAR = "hunter2-Correct-Horse"  # a clear-text password that must never be echoed
 
@@ -257,18 +259,12 @@ def test_unreadable_secret_file_is_refused_naming_setting(tmp_path: Path, kind: 
     assert CLEAR not in str(info.value)
 
 
-def test_resolve_reads_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_reads_secret_files(tmp_path: Path) -> None:
     (tmp_path / "alice").write_text("alice-pw\n")
     (tmp_path / "pop").write_text("pop-pw\n")
     (tmp_path / "cert.pem").write_bytes(CERT)
     (tmp_path / "key.pem").write_bytes(KEY)
-    hashed: list[tuple[str, str]] = []
-
-    def fake_crypt(login: str, password: str) -> str:
-        hashed.append((login, password))
-        return f"$6$fakesalt${len(hashed):08d}"
-
-    monkeypatch.setattr(apply_secrets, "crypt_sha512", fake_crypt)
+    runner = FakeRunner()
     s = build_settings(
         base_data(
             users=[
@@ -288,9 +284,17 @@ def test_resolve_reads_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             tls={"cert_file": str(tmp_path / "cert.pem"), "key_file": str(tmp_path / "key.pem")},
         )
     )
-    sec = apply_secrets.resolve(s, state=tmp_path / "state")
-    assert hashed == [("alice@example.com", "alice-pw")]
-    assert sec.user_hashes == {"alice@example.com": "$6$fakesalt$00000001", "bob@example.com": HASH}
+    layout = Layout(state=tmp_path / "state")
+    sec = apply_secrets.resolve(s, layout, runner=runner)
+    assert [c[:3] for c in runner.calls] == [["openssl", "passwd", "-6"]]
+    assert sec.user_hashes["bob@example.com"] == HASH
+    alice = sec.user_hashes["alice@example.com"]
+    assert alice.startswith("$6$salt0001$")
+    again = apply_secrets.resolve(s, layout, runner=runner)
+    assert again.user_hashes["alice@example.com"] == alice, "a render is stable"
+    assert len(runner.calls) == 1, "the hash came from the cache on the state volume"
+    cache = (tmp_path / "state" / "hashes.json").read_text()
+    assert "alice-pw" not in cache and "alice@example.com" not in cache
     assert sec.fetchmail_passwords == {0: "pop-pw"}
     assert (sec.tls_cert, sec.tls_key) == (CERT, KEY)
 
@@ -314,7 +318,7 @@ def test_resolve_names_the_unreadable_secret(tmp_path: Path) -> None:
         )
     )
     with pytest.raises(SettingsError, match=r"fetchmail\.accounts\.0\.password_file"):
-        apply_secrets.resolve(s, state=tmp_path / "state")
+        apply_secrets.resolve(s, Layout(state=tmp_path / "state"), runner=FakeRunner())
 
 
 # --- whole-tree rules name the setting ---------------------------------------------

@@ -11,24 +11,31 @@ from pathlib import Path
 
 from mailctl.apply.files import atomic_write
 
-CHROOT = Path("/var/spool/postfix")
-# path below / (and below the chroot), mode, group
-SOURCES: tuple[tuple[str, int, str], ...] = (
-    ("etc/resolv.conf", 0o644, "root"),
-    ("etc/hosts", 0o644, "root"),
-    ("etc/services", 0o644, "root"),
-    ("etc/localtime", 0o644, "root"),
-    ("etc/nsswitch.conf", 0o644, "root"),
-    ("etc/host.conf", 0o644, "root"),
+# path below / (and below the chroot), mode, group, read at each use: running smtpd
+# and smtp processes keep the resolver and host files they read at start, so a change
+# of those means a (graceful) Postfix reload; sasldb2 is opened at each login.
+SOURCES: tuple[tuple[str, int, str, bool], ...] = (
+    ("etc/resolv.conf", 0o644, "root", False),
+    ("etc/hosts", 0o644, "root", False),
+    ("etc/services", 0o644, "root", False),
+    ("etc/localtime", 0o644, "root", False),
+    ("etc/nsswitch.conf", 0o644, "root", False),
+    ("etc/host.conf", 0o644, "root", False),
     # /etc/sasldb2 links to the users volume; smtpd (group sasl) reads it for auxprop.
-    ("etc/sasldb2", 0o640, "sasl"),
+    ("etc/sasldb2", 0o640, "sasl", True),
 )
 
 
-def sync(chroot: Path = CHROOT, root: Path = Path("/")) -> list[str]:
+def needs_reload(changed: list[str]) -> bool:
+    """Pure: whether these changed copies need Postfix to reload."""
+    per_use = {rel for rel, _, _, at_use in SOURCES if at_use}
+    return any(rel not in per_use for rel in changed)
+
+
+def sync(chroot: Path, root: Path = Path("/"), chown: bool = True) -> list[str]:
     """Copy each source that differs from its chroot copy; return what changed."""
     changed = []
-    for rel, mode, group in SOURCES:
+    for rel, mode, group, _ in SOURCES:
         dst = chroot / rel
         try:
             data = (root / rel).read_bytes()
@@ -44,6 +51,6 @@ def sync(chroot: Path = CHROOT, root: Path = Path("/")) -> list[str]:
             pass
         if dst.is_symlink():
             dst.unlink()
-        atomic_write(dst, data, mode, group=group)
+        atomic_write(dst, data, mode, group=group, chown=chown)
         changed.append(rel)
     return changed

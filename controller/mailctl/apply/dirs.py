@@ -11,7 +11,7 @@ import os
 import pwd
 from pathlib import Path
 
-from mailctl.apply.proc import run
+from mailctl.apply import proc
 
 # path, owner, group, mode
 DIRS: tuple[tuple[str, str, str, int], ...] = (
@@ -33,16 +33,18 @@ DIRS: tuple[tuple[str, str, str, int], ...] = (
 )
 
 
-def ensure(dirs: tuple[tuple[str, str, str, int], ...] = DIRS) -> None:
+def ensure(
+    dirs: tuple[tuple[str, str, str, int], ...] = DIRS, runner: proc.Runner = proc.run
+) -> None:
     for path, owner, group, mode in dirs:
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
         os.chown(p, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
         os.chmod(p, mode)
     if not Path("/var/lib/cyrus/db").exists():
-        run(["/usr/sbin/cyrus", "makedirs"], timeout=60, check=False)
+        runner(["/usr/sbin/cyrus", "makedirs"], timeout=60, check=False)
         for sub in ("/var/lib/cyrus", "/var/spool/cyrus"):
-            run(["chown", "-R", "cyrus:mail", sub], timeout=60)
+            runner(["chown", "-R", "cyrus:mail", sub], timeout=60)
 
 
 def alias_files(paths: list[str]) -> None:

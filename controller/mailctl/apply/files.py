@@ -16,12 +16,16 @@ from pathlib import Path
 
 from mailctl.render.bundle import File
 
-ROOT = Path(os.environ.get("MAILCTL_ETC", "/etc/mailctl"))
 KEEP = 3  # revisions kept for rollback and inspection
 
 
 def atomic_write(
-    path: Path, data: bytes, mode: int = 0o644, owner: str = "root", group: str = "root"
+    path: Path,
+    data: bytes,
+    mode: int = 0o644,
+    owner: str = "root",
+    group: str = "root",
+    chown: bool = True,
 ) -> None:
     """Write via a temp file in the same directory, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +34,7 @@ def atomic_write(
     try:
         os.write(fd, data)
         os.fchmod(fd, mode)
-        if os.geteuid() == 0:
+        if chown and os.geteuid() == 0:
             os.fchown(fd, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
         os.fsync(fd)
     finally:
@@ -44,10 +48,10 @@ def atomic_write(
 BACKDATE = 10.0
 
 
-def write_tree(base: Path, files: dict[str, File]) -> None:
+def write_tree(base: Path, files: dict[str, File], chown: bool = True) -> None:
     stamp = time.time() - BACKDATE
     for rel, f in files.items():
-        atomic_write(base / rel, f.content, f.mode, f.owner, f.group)
+        atomic_write(base / rel, f.content, f.mode, f.owner, f.group, chown)
         os.utime(base / rel, (stamp, stamp))
     dir_fd = os.open(base, os.O_RDONLY)
     try:
@@ -56,16 +60,16 @@ def write_tree(base: Path, files: dict[str, File]) -> None:
         os.close(dir_fd)
 
 
-def current_link(root: Path = ROOT) -> Path:
+def current_link(root: Path) -> Path:
     return root / "current"
 
 
-def live_revision(root: Path = ROOT) -> Path | None:
+def live_revision(root: Path) -> Path | None:
     link = current_link(root)
     return link.resolve() if link.is_symlink() else None
 
 
-def new_revision_dir(root: Path = ROOT) -> Path:
+def new_revision_dir(root: Path) -> Path:
     revs = root / "revs"
     revs.mkdir(parents=True, exist_ok=True)
     numbers = [int(p.name) for p in revs.iterdir() if p.name.isdigit()]
@@ -74,7 +78,7 @@ def new_revision_dir(root: Path = ROOT) -> Path:
     return path
 
 
-def swap(target: Path, root: Path = ROOT) -> None:
+def swap(target: Path, root: Path) -> None:
     """Point `current` at `target` in one rename (all files go live together)."""
     link = current_link(root)
     tmp = root / ".current.tmp"
@@ -99,7 +103,7 @@ def retire(revision: Path) -> None:
             os.utime(path)
 
 
-def prune(root: Path = ROOT, keep: int = KEEP) -> None:
+def prune(root: Path, keep: int = KEEP) -> None:
     revs = root / "revs"
     live = live_revision(root)
     dirs = sorted(p for p in revs.iterdir() if p.name.isdigit())

@@ -26,7 +26,11 @@ class _UnixIMAP(imaplib.IMAP4):
         self.host, self.port = host, port
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self._timeout)
-        self.sock.connect(self._path)
+        try:
+            self.sock.connect(self._path)
+        except OSError:
+            self.sock.close()
+            raise
         self.file = self.sock.makefile("rb")
 
 

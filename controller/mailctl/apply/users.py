@@ -24,40 +24,35 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+from mailctl.apply import proc
 from mailctl.apply.files import atomic_write
-from mailctl.apply.proc import run
 from mailctl.errors import CommandError, MailctlError
 from mailctl.render.sasl import pwdfile
 
-USERS_DIR = Path(os.environ.get("MAILCTL_USERS_DIR", "/var/lib/mailctl/users"))
-STORE = "passwd"
-SASLDB = "sasldb2"
 SHADOW_MARK = "mailctl user"
 
 
-def store_path(base: Path = USERS_DIR) -> Path:
-    return base / STORE
-
-
-def sasldb_path(base: Path = USERS_DIR) -> Path:
-    return base / SASLDB
-
-
 @contextlib.contextmanager
-def locked(base: Path = USERS_DIR) -> Iterator[None]:
-    """One writer at a time (CLI calls may race the controller)."""
+def locked(base: Path) -> Iterator[None]:
+    """One writer of the user store and sasldb2 at a time: the CLI and the controller's
+    transaction both hold this for as long as they change either."""
     base.mkdir(parents=True, exist_ok=True, mode=0o750)
     with open(base / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def read_store(base: Path = USERS_DIR) -> dict[str, str]:
+def read_store(path: Path) -> dict[str, str]:
     """address -> crypt hash of the users added with the CLI."""
     try:
-        lines = store_path(base).read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MailctlError(f"cannot read the user store {path}: {exc.__class__.__name__}") from None
     entries = {}
     for line in lines:
         address, sep, hashed = line.partition(":")
@@ -66,9 +61,9 @@ def read_store(base: Path = USERS_DIR) -> dict[str, str]:
     return entries
 
 
-def write_store(entries: dict[str, str], base: Path = USERS_DIR) -> None:
+def write_store(entries: dict[str, str], path: Path) -> None:
     body = pwdfile(dict(sorted(entries.items())))  # pam_pwdfile's format, checked there
-    atomic_write(store_path(base), body.encode(), 0o600)
+    atomic_write(path, body.encode(), 0o600)
 
 
 # --- sasldb2 -----------------------------------------------------------------
@@ -79,47 +74,63 @@ def _split(address: str) -> tuple[str, str]:
     return local, domain
 
 
-def sasldb_users(db: Path) -> set[str]:
+def sasldb_users(db: Path, runner: proc.Runner = proc.run) -> set[str]:
     if not db.exists():
         return set()
-    out = run(["sasldblistusers2", "-f", str(db)], check=False).stdout
+    out = runner(["sasldblistusers2", "-f", str(db)], check=False).stdout
     return {line.split(":", 1)[0] for line in out.splitlines() if ": userPassword" in line}
 
 
-def sasldb_set(db: Path, address: str, password: str) -> None:
+def sasldb_set(
+    db: Path, address: str, password: str, runner: proc.Runner = proc.run, chown: bool = True
+) -> None:
     local, domain = _split(address)
     try:
-        run(["saslpasswd2", "-p", "-c", "-u", domain, "-f", str(db), local], input_text=password)
+        runner(["saslpasswd2", "-p", "-c", "-u", domain, "-f", str(db), local], input_text=password)
     except CommandError:
         raise MailctlError(f"saslpasswd2 could not set the password of {address}") from None
+    set_sasldb_owner(db, chown)
+
+
+def set_sasldb_owner(db: Path, chown: bool = True) -> None:
+    """root:sasl 0640: saslauthd (root) and smtpd's auxprop (group sasl) read it."""
     os.chmod(db, 0o640)
-    os.chown(db, 0, grp.getgrnam("sasl").gr_gid)
+    if chown and os.geteuid() == 0:
+        os.chown(db, 0, grp.getgrnam("sasl").gr_gid)
 
 
-def sasldb_delete(db: Path, address: str) -> None:
+def sasldb_delete(db: Path, address: str, runner: proc.Runner = proc.run) -> None:
     local, domain = _split(address)
-    run(["saslpasswd2", "-d", "-u", domain, "-f", str(db), local], check=False)
+    runner(["saslpasswd2", "-d", "-u", domain, "-f", str(db), local], check=False)
 
 
-def admin_sasldb(db: Path, realm: str, password: str) -> None:
-    """The Cyrus admin's entry, readable by Cyrus only."""
-    if "cyrus@" + realm not in sasldb_users(db):
+def admin_sasldb(
+    db: Path, realm: str, password: str, runner: proc.Runner = proc.run, chown: bool = True
+) -> bool:
+    """The Cyrus admin's entry, readable by Cyrus only; True if it had to be written.
+
+    Additive: an entry for an old realm (hostname) does no harm, so no undo."""
+    wrote = False
+    if "cyrus@" + realm not in sasldb_users(db, runner):
         try:
-            run(
+            runner(
                 ["saslpasswd2", "-p", "-c", "-u", realm, "-f", str(db), "cyrus"],
                 input_text=password,
             )
         except CommandError:
             raise MailctlError("saslpasswd2 could not write the Cyrus admin entry") from None
-    cyrus = pwd.getpwnam("cyrus")
-    os.chown(db, cyrus.pw_uid, cyrus.pw_gid)
+        wrote = True
+    if chown and os.geteuid() == 0:
+        cyrus = pwd.getpwnam("cyrus")
+        os.chown(db, cyrus.pw_uid, cyrus.pw_gid)
     os.chmod(db, 0o600)
+    return wrote
 
 
 # --- system accounts (mechanism shadow) ---------------------------------------
 
 
-def _shadow_hashes(path: Path = Path("/etc/shadow")) -> dict[str, str]:
+def shadow_hashes(path: Path = Path("/etc/shadow")) -> dict[str, str]:
     out = {}
     for line in path.read_text().splitlines():
         parts = line.split(":")
@@ -128,44 +139,40 @@ def _shadow_hashes(path: Path = Path("/etc/shadow")) -> dict[str, str]:
     return out
 
 
-def sync_accounts(wanted: dict[str, str]) -> list[str]:
-    """Make the marked system accounts exactly `wanted` (address -> crypt hash)."""
-    ours = {p.pw_name for p in pwd.getpwall() if p.pw_gecos == SHADOW_MARK}
-    others = {p.pw_name for p in pwd.getpwall()} - ours
+def ours() -> set[str]:
+    return {p.pw_name for p in pwd.getpwall() if p.pw_gecos == SHADOW_MARK}
+
+
+def account_steps(
+    wanted: dict[str, str], mine: set[str], others: set[str], current: dict[str, str]
+) -> list[tuple[str, list[str], list[str]]]:
+    """Pure: (what, argv, undo argv) that make the marked accounts exactly `wanted`."""
     clash = sorted(set(wanted) & others)
     if clash:
         raise MailctlError(f"users: {clash[0]} is a system account of the image")
-    current = _shadow_hashes()
-    changes = []
+    add = [
+        "useradd", "--badname", "-M", "-N", "-g", "nogroup", "-d", "/nonexistent",
+        "-s", "/usr/sbin/nologin", "-c", SHADOW_MARK, "-p",
+    ]  # fmt: skip
+    steps = []
     for address, hashed in sorted(wanted.items()):
-        if address not in ours:
-            run(
-                [
-                    "useradd",
-                    "--badname",
-                    "-M",
-                    "-N",
-                    "-g",
-                    "nogroup",
-                    "-d",
-                    "/nonexistent",
-                    "-s",
-                    "/usr/sbin/nologin",
-                    "-c",
-                    SHADOW_MARK,
-                    "-p",
-                    hashed,
-                    address,
-                ]
+        if address not in mine:
+            steps.append(
+                (f"account {address} added", [*add, hashed, address], ["userdel", address])
             )
-            changes.append(f"account {address} added")
         elif current.get(address) != hashed:
-            run(["usermod", "-p", hashed, address])
-            changes.append(f"account {address} password changed")
-    for address in sorted(ours - set(wanted)):
-        run(["userdel", address])
-        changes.append(f"account {address} removed")
-    return changes
+            old = current.get(address, "!")
+            steps.append(
+                (
+                    f"account {address} password changed",
+                    ["usermod", "-p", hashed, address],
+                    ["usermod", "-p", old, address],
+                )
+            )
+    for address in sorted(mine - set(wanted)):
+        old = current.get(address, "!")
+        steps.append((f"account {address} removed", ["userdel", address], [*add, old, address]))
+    return steps
 
 
 # --- saslauthd ---------------------------------------------------------------

@@ -11,11 +11,11 @@ import re
 import shutil
 from pathlib import Path
 
-from mailctl.apply.proc import run
+from mailctl.apply import proc
 from mailctl.errors import CommandError, ValidationError
+from mailctl.layout import CYR_INFO
 from mailctl.render.bundle import Bundle
 
-CYR_INFO = "/usr/lib/cyrus/bin/cyr_info"
 _COMPLAINT = re.compile(r"(warning|fatal|error|panic):", re.IGNORECASE)
 
 
@@ -23,7 +23,7 @@ def _complaints(text: str) -> list[str]:
     return [line for line in text.splitlines() if _COMPLAINT.search(line)]
 
 
-def _checked(argv: list[str], what: str) -> str:
+def _checked(argv: list[str], what: str, run: proc.Runner) -> str:
     try:
         done = run(argv, timeout=60)
     except CommandError as exc:
@@ -55,7 +55,11 @@ def _reuse(
 
 
 def compile_maps(
-    stage: Path, bundle: Bundle, changed: frozenset[str] | None = None, live: Path | None = None
+    stage: Path,
+    bundle: Bundle,
+    changed: frozenset[str] | None = None,
+    live: Path | None = None,
+    run: proc.Runner = proc.run,
 ) -> None:
     """postmap/postalias the compiled tables whose source changed (the others are copied
     from the live revision); open each changed pcre/regexp table once, which compiles
@@ -67,12 +71,12 @@ def compile_maps(
         if _reuse(stage, live, rel, suffix, changed):
             continue
         src = stage / rel
-        _checked(["postmap", "-c", conf, f"{db}:{src}"], f"postmap {rel}")
+        _checked(["postmap", "-c", conf, f"{db}:{src}"], f"postmap {rel}", run)
         # The compiled file is as secret as its source (relay passwords are root-only).
         os.chmod(src.with_name(src.name + suffix), src.stat().st_mode & 0o777)
     for rel in bundle.postalias:
         if not _reuse(stage, live, rel, suffix, changed):
-            _checked(["postalias", "-c", conf, f"{db}:{stage / rel}"], f"postalias {rel}")
+            _checked(["postalias", "-c", conf, f"{db}:{stage / rel}"], f"postalias {rel}", run)
     for rel in sorted(changed if changed is not None else bundle.files):
         suffix = Path(rel).suffix
         if rel.startswith("postfix/") and suffix in PATTERN_TABLES:
@@ -87,7 +91,7 @@ def compile_maps(
                 raise ValidationError(f"postmap {rel}: " + "; ".join(bad or [done.stderr]))
 
 
-def cyrus(stage: Path) -> None:
+def cyrus(stage: Path, run: proc.Runner = proc.run) -> None:
     out = _checked(
         [
             CYR_INFO,
@@ -98,12 +102,13 @@ def cyrus(stage: Path) -> None:
             "conf-lint",
         ],
         "cyr_info conf-lint (imapd.conf)",
+        run,
     )
     if out.strip():
         raise ValidationError(f"imapd.conf has options Cyrus does not know: {out.strip()}")
 
 
-def fetchmail(stage: Path) -> None:
+def fetchmail(stage: Path, run: proc.Runner = proc.run) -> None:
     """`fetchmail --configdump` parses the rc file without polling anything."""
     rc = str(stage / "fetchmail/fetchmailrc")
     try:
@@ -127,7 +132,7 @@ def fetchmail(stage: Path) -> None:
         raise ValidationError(f"fetchmailrc refused by fetchmail: {first[:300]}") from None
 
 
-def tls(stage: Path) -> None:
+def tls(stage: Path, run: proc.Runner = proc.run) -> None:
     cert, key = stage / "tls/cert.pem", stage / "tls/key.pem"
     try:
         cert_pub = run(["openssl", "x509", "-in", str(cert), "-noout", "-pubkey"]).stdout
@@ -138,33 +143,63 @@ def tls(stage: Path) -> None:
         raise ValidationError("tls: the key does not belong to the certificate (tls.key_file)")
 
 
-def postfix_params(stage: Path) -> None:
+def postfix_params(stage: Path, run: proc.Runner = proc.run) -> None:
     conf = str(stage / "postfix")
-    _checked(["postconf", "-c", conf, "-n"], "postconf -n (main.cf)")
-    _checked(["postconf", "-c", conf, "-M"], "postconf -M (master.cf)")
+    _checked(["postconf", "-c", conf, "-n"], "postconf -n (main.cf)", run)
+    _checked(["postconf", "-c", conf, "-M"], "postconf -M (master.cf)", run)
+
+
+def postfix_config(stage: Path, run: proc.Runner = proc.run) -> None:
+    """What `postfix check` checks of the configuration, and nothing of the queue.
+
+    `postfix check` also runs postsuper over the live queue, so a crash's leftover
+    file there used to fail a good config (and stop the server from starting); the
+    queue is repaired at start instead (apply.queue). The rest of its checks that
+    concern config: a postlog service when maillog_file is set, and config files
+    owned by root and writable by nobody else.
+    """
+    conf = stage / "postfix"
+    maillog = _checked(["postconf", "-c", str(conf), "-h", "maillog_file"], "postconf", run)
+    if maillog.strip():
+        services = _checked(["postconf", "-c", str(conf), "-M", "postlog/unix-dgram"], "", run)
+        if not services.strip():
+            raise ValidationError("master.cf: maillog_file is set but no postlog service runs")
+    for path in [conf, *conf.rglob("*")]:
+        if path.is_symlink():
+            continue
+        st = path.lstat()
+        rel = path.relative_to(stage)
+        if st.st_uid != 0 and os.geteuid() == 0:
+            raise ValidationError(f"postfix check: {rel} is not owned by root")
+        if st.st_mode & 0o022:
+            raise ValidationError(f"postfix check: {rel} is group or other writable")
 
 
 def stage(
-    stage_dir: Path, bundle: Bundle, changed: frozenset[str] | None = None, live: Path | None = None
+    stage_dir: Path,
+    bundle: Bundle,
+    changed: frozenset[str] | None = None,
+    live: Path | None = None,
+    run: proc.Runner = proc.run,
 ) -> None:
     """Compile the maps of a staged revision and check what changed; ValidationError if bad.
 
     `changed=None` checks everything. Changed maps are compiled (postmap is their
-    checker), unchanged ones copied from `live`; `postfix check` (0.2 s: it walks the
-    queue) runs when main.cf or master.cf changed, Cyrus's and the TLS checks when
-    their files did.
+    checker), unchanged ones copied from `live`; the config part of `postfix check`
+    runs when main.cf or master.cf changed, Cyrus's and the TLS checks when their
+    files did. Nothing here looks at the queue or any other live state.
     """
 
     def touched(*prefixes: str) -> bool:
         return changed is None or any(c.startswith(prefixes) for c in changed)
 
-    compile_maps(stage_dir, bundle, changed, live)
+    compile_maps(stage_dir, bundle, changed, live, run)
     if touched("tls/"):
-        tls(stage_dir)
-    postfix_params(stage_dir)
+        tls(stage_dir, run)
+    postfix_params(stage_dir, run)
     if touched("postfix/main.cf", "postfix/master.cf", "tls/"):
-        _checked(["postfix", "-c", str(stage_dir / "postfix"), "check"], "postfix check")
+        postfix_config(stage_dir, run)
     if touched("cyrus/"):
-        cyrus(stage_dir)
+        cyrus(stage_dir, run)
     if (stage_dir / "fetchmail/fetchmailrc").exists() and touched("fetchmail/"):
-        fetchmail(stage_dir)
+        fetchmail(stage_dir, run)

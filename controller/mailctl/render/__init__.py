@@ -9,10 +9,11 @@ import signal
 
 from mailctl.render import cyrus, fetchmail, postfix, postgrey, sasl
 from mailctl.render.bundle import Bundle, DaemonSpec, File, Probe, Reload
+from mailctl.render.facts import Facts
 from mailctl.render.secrets import Secrets
 from mailctl.settings import Settings
 
-__all__ = ["Bundle", "DaemonSpec", "File", "Secrets", "render"]
+__all__ = ["Bundle", "DaemonSpec", "Facts", "File", "Secrets", "render"]
 
 
 def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
@@ -77,9 +78,11 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
     return tuple(specs)
 
 
-def render(settings: Settings, secrets: Secrets) -> Bundle:
+def render(settings: Settings, secrets: Secrets, facts: Facts | None = None) -> Bundle:
+    """The whole revision for these inputs: what the user wrote, the secrets it points
+    to, and what the controller found out about this container."""
     files: dict[str, File] = {}
-    files.update(postfix.files(settings))
+    files.update(postfix.files(settings, facts))
     files.update(postfix.relay_passwords(settings, secrets))
     files.update(cyrus.files(settings))
     files.update(sasl.files(settings, secrets))

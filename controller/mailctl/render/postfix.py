@@ -10,6 +10,7 @@ from mailctl.errors import RenderError
 from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
 from mailctl.render.bundle import LIVE, File, text
+from mailctl.render.facts import Facts
 from mailctl.render.secrets import Secrets
 from mailctl.settings import Settings
 
@@ -260,6 +261,13 @@ def relay_passwords(settings: Settings, secrets: Secrets) -> dict[str, File]:
     """The relay logins with their passwords: root only, like its compiled .db."""
     lines = [HEADER]
     for key, user in sorted(relay_logins(settings).items()):
+        where = (
+            "relay.password_file"
+            if key == settings.relay.host
+            else f"relay.senders.{key}.password_file"
+        )
+        if key not in secrets.relay_passwords:
+            raise RenderError(f"{where}: no password was read")
         secret = q.map_value(
             f"{user}:{secrets.relay_passwords[key]}", f"relay password for {key}", secret=True
         )
@@ -277,7 +285,7 @@ def smtpd_sasl_conf(settings: Settings) -> str:
     return HEADER + check + f"mech_list: {mechs}\n"
 
 
-def files(settings: Settings) -> dict[str, File]:
+def files(settings: Settings, facts: Facts | None = None) -> dict[str, File]:
     out = {
         "postfix/main.cf": text(main_cf(settings)),
         "postfix/master.cf": text(master_cf(settings)),
@@ -285,7 +293,7 @@ def files(settings: Settings) -> dict[str, File]:
         "postfix/vmailbox": text(vmailbox_map(settings)),
         "postfix/sasl/smtpd.conf": text(smtpd_sasl_conf(settings)),
     }
-    out.update({t.path: text(t.text) for t in pm.tables(settings).values()})
+    out.update({t.path: text(t.text) for t in pm.tables(settings, facts).values()})
     return out
 
 

@@ -12,20 +12,34 @@ import re
 from collections.abc import Iterable
 
 from mailctl.errors import RenderError
+from mailctl.settings.names import printable
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Lone surrogates: what Python makes of broken UTF-8; no file can hold them.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _BLANK = re.compile(r"\s")
 
 
+def _where(setting: str) -> str:
+    """The setting's name for a message: it may hold a user-given key."""
+    return printable(setting)
+
+
 def _no_control(value: str, setting: str, secret: bool = False) -> None:
+    shown = "the value" if secret else repr(value)
     if _CONTROL.search(value):
-        shown = "the value" if secret else repr(value)
-        raise RenderError(f"{setting}: {shown} contains a control character (newline, tab, NUL...)")
+        raise RenderError(
+            f"{_where(setting)}: {shown} contains a control character (newline, tab, NUL...)"
+        )
+    if _SURROGATE.search(value):
+        raise RenderError(f"{_where(setting)}: {shown} is not valid UTF-8 text")
 
 
 def _no_edge_blanks(value: str, setting: str) -> None:
     if value != value.strip():
-        raise RenderError(f"{setting}: {value!r} starts or ends with blanks, which would be lost")
+        raise RenderError(
+            f"{_where(setting)}: {value!r} starts or ends with blanks, which would be lost"
+        )
 
 
 # --- Postfix main.cf -------------------------------------------------------
@@ -49,7 +63,7 @@ def main_cf_list(items: Iterable[str], setting: str) -> str:
             or any(c in item for c in ",{}$")
             or item.startswith("#")
         ):
-            raise RenderError(f"{setting}: {item!r} cannot be a list element in main.cf")
+            raise RenderError(f"{_where(setting)}: {item!r} cannot be a list element in main.cf")
         out.append(item)
     return ", ".join(out)
 
@@ -85,7 +99,7 @@ def map_key(value: str, setting: str) -> str:
     """A lookup-table key: no blanks, no control characters, not a comment."""
     _no_control(value, setting)
     if not value or _BLANK.search(value) or value.startswith("#") or value.endswith(":"):
-        raise RenderError(f"{setting}: {value!r} cannot be a lookup-table key")
+        raise RenderError(f"{_where(setting)}: {value!r} cannot be a lookup-table key")
     return value
 
 
@@ -94,7 +108,7 @@ def map_value(value: str, setting: str, secret: bool = False) -> str:
     _no_control(value, setting, secret)
     if not value or value != value.strip():
         shown = "the value" if secret else repr(value)
-        raise RenderError(f"{setting}: {shown} is empty or has leading/trailing blanks")
+        raise RenderError(f"{_where(setting)}: {shown} is empty or has leading/trailing blanks")
     return value
 
 
@@ -103,8 +117,14 @@ def pattern_line(pattern: str, value: str, setting: str) -> str:
     first unescaped '/', so '/' and a trailing backslash are refused."""
     _no_control(pattern, setting)
     if not pattern or "/" in pattern or pattern.endswith("\\") or pattern != pattern.strip():
-        raise RenderError(f"{setting}: {pattern!r} cannot be written as /pattern/")
-    return f"/{pattern}/\t{map_value(value, setting)}"
+        raise RenderError(f"{_where(setting)}: {pattern!r} cannot be written as /pattern/")
+    return f"/{pattern}/\t{pattern_value(value, setting)}"
+
+
+def pattern_value(value: str, setting: str) -> str:
+    """The result of a pcre or regexp table line. Postfix reads `$1` there as a matched
+    group and skips the whole rule on any other `$`; `$$` is a literal `$`."""
+    return map_value(value, setting).replace("$", "$$")
 
 
 def map_line(key: str, value: str, setting: str) -> str:
@@ -120,7 +140,7 @@ def master_option(name: str, value: str, setting: str) -> str:
     _no_control(value, setting)
     value = value.replace("$", "$$")
     if not value or _BLANK.search(value) or value.startswith("{"):
-        raise RenderError(f"{setting}: {value!r} cannot be a master.cf option value")
+        raise RenderError(f"{_where(setting)}: {value!r} cannot be a master.cf option value")
     return f"-o {name}={value}"
 
 
@@ -133,9 +153,9 @@ def imapd_value(value: str, setting: str) -> str:
     _no_control(value, setting)
     _no_edge_blanks(value, setting)
     if not value:
-        raise RenderError(f"{setting}: an empty value would stop Cyrus")
+        raise RenderError(f"{_where(setting)}: an empty value would stop Cyrus")
     if value.endswith("\\"):
-        raise RenderError(f"{setting}: {value!r} ends with a backslash")
+        raise RenderError(f"{_where(setting)}: {value!r} ends with a backslash")
     return value
 
 
@@ -144,7 +164,9 @@ def imapd_list(items: Iterable[str], setting: str) -> str:
     out = []
     for item in items:
         if not item or _BLANK.search(item):
-            raise RenderError(f"{setting}: {item!r} cannot be an element of an imapd.conf list")
+            raise RenderError(
+                f"{_where(setting)}: {item!r} cannot be an element of an imapd.conf list"
+            )
         out.append(imapd_value(item, setting))
     return " ".join(out)
 
@@ -162,8 +184,11 @@ def fetchmail_string(value: str, setting: str, secret: bool = False) -> str:
     A backslash does not protect a quote in fetchmailrc, so nothing but the
     safe characters is ever written literally.
     """
+    shown = "the value" if secret else repr(value)
     if "\x00" in value:
-        raise RenderError(f"{setting}: {'the value' if secret else repr(value)} contains NUL")
+        raise RenderError(f"{_where(setting)}: {shown} contains NUL")
+    if _SURROGATE.search(value):
+        raise RenderError(f"{_where(setting)}: {shown} is not valid UTF-8 text")
     out = []
     for ch in value:
         if ch in _FETCHMAIL_SAFE:
@@ -180,7 +205,7 @@ def postgrey_entry(value: str, setting: str) -> str:
     """A literal postgrey whitelist line: never a /regex/, no blanks, no `#` (a comment)."""
     _no_control(value, setting)
     if not value or _BLANK.search(value) or value.startswith("/") or "#" in value:
-        raise RenderError(f"{setting}: {value!r} cannot be a postgrey whitelist entry")
+        raise RenderError(f"{_where(setting)}: {value!r} cannot be a postgrey whitelist entry")
     return value
 
 
@@ -195,6 +220,6 @@ def saslauthd_value(value: str, setting: str, secret: bool = False) -> str:
     if not value or value != value.strip() or len(value.encode()) > 1000:
         shown = "the value" if secret else repr(value)
         raise RenderError(
-            f"{setting}: {shown} is empty, longer than 1000 bytes, or starts or ends with blanks"
+            f"{_where(setting)}: {shown} is empty, longer than 1000 bytes, or starts or ends with blanks"
         )
     return value

@@ -1,6 +1,14 @@
-"""The base of every settings group. Pure."""
+"""The base of every settings group, and field types shared by the groups. Pure."""
 
-from pydantic import BaseModel, ConfigDict
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from mailctl.settings import names
+
+# Every path setting: refused at the settings edge if opening it could only fail.
+FilePath = Annotated[Path, AfterValidator(names.file_path)]
 
 
 class Group(BaseModel):

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
 from mailctl.settings import names
-from mailctl.settings.base import Group
+from mailctl.settings.base import FilePath, Group
 
 
 def _remote_user(value: str) -> str:
-    if not value or len(value) > 256 or any(ord(c) < 0x20 for c in value):
-        raise ValueError("must be one line of at most 256 characters")
+    # A lone surrogate (broken UTF-8 in an env var, or a YAML \ud800 escape) cannot be
+    # written to the fetchmailrc at all.
+    if (
+        not value
+        or len(value) > 256
+        or any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in value)
+    ):
+        raise ValueError("must be one line of at most 256 characters of valid UTF-8")
     return value
 
 
@@ -26,7 +31,7 @@ class Account(Group):
     user: Annotated[str, AfterValidator(_remote_user)] = Field(
         description="Login at the provider (quoted safely, any characters but control)."
     )
-    password_file: Path = Field(description="File holding the provider password (a secret).")
+    password_file: FilePath = Field(description="File holding the provider password (a secret).")
     deliver_to: Annotated[str, AfterValidator(names.address)] = Field(
         description="Local address that receives what is fetched (through Postfix)."
     )

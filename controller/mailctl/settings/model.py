@@ -8,14 +8,13 @@ default is what it is. Names that reach daemon configs are checked by
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailctl.settings import names
-from mailctl.settings.base import Group
+from mailctl.settings.base import FilePath, Group
 from mailctl.settings.fetchmail import Fetchmail
 from mailctl.settings.maps import Access, Maps
 from mailctl.settings.restrictions import Rbl, Restrictions
@@ -45,7 +44,7 @@ class User(Group):
         description="crypt(3) hash ($6$, $y$, $2b$ ...). Never the clear text.",
         repr=False,
     )
-    password_file: Path | None = Field(
+    password_file: FilePath | None = Field(
         default=None,
         description="File holding the clear-text password (a Docker/Kubernetes secret).",
     )
@@ -140,7 +139,7 @@ class Ldap(Group):
     bind_dn: ConfValue | None = Field(
         default=None, description="DN to search as; unset: an anonymous search."
     )
-    bind_password_file: Path | None = Field(
+    bind_password_file: FilePath | None = Field(
         default=None, description="File holding bind_dn's password (a secret)."
     )
     start_tls: bool = Field(default=False, description="Use STARTTLS to the LDAP server.")
@@ -205,7 +204,7 @@ class RelayLogin(Group):
 
     host: NextHop = Field(description="e.g. [smtp.example.net]:587 (brackets: no MX lookup).")
     username: ConfValue | None = Field(default=None, description="Login at the relay host.")
-    password_file: Path | None = Field(
+    password_file: FilePath | None = Field(
         default=None, description="File holding that login's password (a secret)."
     )
 
@@ -225,7 +224,7 @@ class Relay(Group):
         default=None, description="relayhost for all outbound mail, e.g. [smtp.example.net]:587."
     )
     username: ConfValue | None = Field(default=None, description="Login at the relay host.")
-    password_file: Path | None = Field(
+    password_file: FilePath | None = Field(
         default=None, description="File holding that login's password (a secret)."
     )
     senders: dict[SenderKey, RelayLogin] = Field(
@@ -286,8 +285,8 @@ class Greylisting(Group):
 class Tls(Group):
     """The server certificate, FEATURES P16. Unset: a self-signed one is made and kept."""
 
-    cert_file: Path | None = Field(default=None, description="PEM certificate chain.")
-    key_file: Path | None = Field(default=None, description="PEM private key.")
+    cert_file: FilePath | None = Field(default=None, description="PEM certificate chain.")
+    key_file: FilePath | None = Field(default=None, description="PEM private key.")
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> Tls:

@@ -8,11 +8,22 @@ to Postfix and Cyrus alike.
 
 import ipaddress
 import re
+from pathlib import Path
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN_RE = re.compile(rf"^(?:{_LABEL}\.)*{_LABEL}$")
 _LOCAL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9_+-])?$")
 _HASH_RE = re.compile(r"^\$(?:1|5|6|y|gy|2[aby]|7)\$[./A-Za-z0-9$=,]{8,}$")
+# Linux limits: a whole path (with its final NUL) and one name in it, in bytes.
+PATH_MAX = 4096
+NAME_MAX = 255
+
+
+def printable(text: str) -> str:
+    """`text` as it may be shown in a message or a log line: every character that is not
+    printable (line breaks, NUL, other controls, broken UTF-8) as its Python escape, so a
+    user-given key can neither start a forged log line nor hide part of itself."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def domain(value: str) -> str:
@@ -117,3 +128,25 @@ def next_hop(value: str) -> str:
         host, _, port = text.partition(":")
     host_port(f"{host}:{port}" if port else host)
     return text
+
+
+def file_path(value: Path) -> Path:
+    """An absolute path to a file the controller reads (a secret, a certificate).
+
+    A NUL or a line break would only fail (ValueError) when the file is opened, long after
+    the settings were accepted; a relative path would depend on the controller's working
+    directory. The path is not shown: the setting's name is enough to find it.
+    """
+    text = str(value)
+    if not text.isprintable():
+        raise ValueError(
+            "must be a path of printable characters (no NUL, line break or other "
+            "control character, and valid UTF-8)"
+        )
+    if not value.is_absolute():
+        raise ValueError("must be an absolute path, like /run/secrets/name")
+    if len(text.encode()) >= PATH_MAX or any(len(p.encode()) > NAME_MAX for p in value.parts):
+        raise ValueError(
+            f"is too long (at most {PATH_MAX - 1} bytes, and {NAME_MAX} bytes per name)"
+        )
+    return value

@@ -1,0 +1,66 @@
+"""Gather every input of a render: settings, secrets, this container's facts, the user store.
+
+Side effects: reads the settings file, the user store, secret files and /proc;
+may create the state key, the hash cache and the self-signed certificate on
+the state volume (first start). Every refusal is a SettingsError naming the
+setting; `mailctl check` and the controller share this, so they refuse alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailctl.apply import netinfo, proc, secrets, users
+from mailctl.errors import MailctlError, SettingsError
+from mailctl.layout import Layout
+from mailctl.render import Secrets
+from mailctl.render.facts import Facts
+from mailctl.render.facts import check as check_facts
+from mailctl.settings import Settings, load_settings
+from mailctl.settings.loader import with_cli_users
+
+
+@dataclass(frozen=True)
+class Inputs:
+    settings: Settings
+    secrets: Secrets = field(repr=False)
+    facts: Facts
+    store: dict[str, str] = field(repr=False)  # the CLI's users: address -> crypt hash
+
+
+def digest(layout: Layout, settings_file: Path | None = None) -> str:
+    """What a change of means a new apply: the settings file and the user store."""
+    h = hashlib.sha256()
+    for path in (settings_file or layout.settings_file, layout.store):
+        try:
+            h.update(path.read_bytes())
+        except OSError as exc:
+            h.update(f"-{exc.__class__.__name__}".encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def facts() -> Facts:
+    return Facts(own_ipv4=frozenset(netinfo.local_ipv4()))
+
+
+def gather(
+    layout: Layout,
+    settings_file: Path | None = None,
+    runner: proc.Runner = proc.run,
+    *,
+    found: Facts | None = None,
+    save: bool = True,
+) -> Inputs:
+    """Read and check every input; SettingsError (naming the setting) if one is wrong."""
+    try:
+        store = users.read_store(layout.store)
+    except MailctlError as exc:
+        raise SettingsError(f"user store: {exc}") from None
+    settings = with_cli_users(load_settings(settings_file or layout.settings_file), store)
+    here = found if found is not None else facts()
+    check_facts(settings, here)
+    resolved = secrets.resolve(settings, layout, frozenset(store), runner, save=save)
+    return Inputs(settings, resolved, here, store)
