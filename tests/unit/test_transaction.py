@@ -371,3 +371,18 @@ def test_a_signal_while_logging_still_stops(layout: Layout) -> None:
         ctl.run()  # returns at once: the stop was recorded
     finally:
         signal.signal(signal.SIGUSR1, old)
+
+
+def test_a_published_example_password_is_never_live(layout: Layout) -> None:
+    from mailctl.settings.published import PUBLISHED
+
+    demo = next(iter(PUBLISHED))
+    write_settings(layout, users=[{"address": "demo@example.com", "password_hash": demo}])
+    with pytest.raises(SettingsError, match=r"users\.0\.password_hash: .*published example"):
+        inputs.gather(layout, runner=FakeRunner(), found=Facts())
+
+
+def test_the_example_settings_have_no_login() -> None:
+    example = Path(__file__).parents[2] / "config/settings.yaml"
+    data = yaml.safe_load(example.read_text())
+    assert data["users"] == [], "a login in the example is a login with a published password"

@@ -20,6 +20,7 @@ from mailctl.render.facts import Facts
 from mailctl.render.facts import check as check_facts
 from mailctl.settings import Settings, load_settings
 from mailctl.settings.loader import with_cli_users
+from mailctl.settings.published import is_published
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,13 @@ def gather(
     except MailctlError as exc:
         raise SettingsError(f"user store: {exc}") from None
     settings = with_cli_users(load_settings(settings_file or layout.settings_file), store)
+    for i, user in enumerate(settings.users):
+        if user.password_hash and is_published(user.password_hash):
+            where = f"users.{i}.password_hash" if user.address not in store else "user store"
+            raise SettingsError(
+                f"{where}: the hash of {user.address} is a published example whose password "
+                "everyone knows; set a password of your own (mailctl user passwd, or a new hash)"
+            )
     here = found if found is not None else facts()
     check_facts(settings, here)
     resolved = secrets.resolve(settings, layout, frozenset(store), runner, save=save)
