@@ -176,7 +176,7 @@ def test_controller_ready_when_applied_and_daemons_run(tmp_path: Path) -> None:
     ctl = _controller(tmp_path)
     ctl.status.ok = True
     ctl.supervisor.configure(
-        [DaemonSpec(name="postfix", argv=("/bin/true",), reads=(), reload=Reload("none"))]
+        [DaemonSpec(name="postfix", argv=("/bin/true",), reads=(), reload=Reload("restart"))]
     )
     r = client(ctl).get("/readyz")
     assert r.status_code == 503

@@ -372,3 +372,15 @@ def test_supervisor_reloads_the_way_the_spec_says(spawner: Spawner) -> None:
     assert spawner.signals == [(spawner.last.pid, signal.SIGHUP)]
     sup.reload("unknown")  # not configured: nothing to do
     assert len(spawner.signals) == 1
+
+
+def test_a_reload_gives_a_fatal_daemon_a_new_start(spawner: Spawner) -> None:
+    """A config that killed a daemon five times in a row may be fixed by the next one."""
+    sup = Supervisor()
+    sup.configure([spec("p")])
+    proc = sup.procs["p"]
+    proc.state = State.FATAL
+    sup.reload("p")
+    assert state(proc) is State.STOPPED, "reset: the next tick starts it"
+    sup.tick()
+    assert state(proc) is State.STARTING

@@ -1,7 +1,7 @@
 """What a render produces: files of one revision and how to run each daemon.
 
 Pure data, no I/O. Paths are relative to the revision directory, which goes
-live as /etc/mailctl/current (see apply.layout).
+live as /etc/mailctl/current (layout.LIVE).
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-LIVE = "/etc/mailctl/current"
+from mailctl.layout import LIVE
+
+__all__ = ["LIVE", "Bundle", "DaemonSpec", "File", "Probe", "Reload", "text"]
 
 
 @dataclass(frozen=True)
@@ -22,11 +24,10 @@ class File:
 
 @dataclass(frozen=True)
 class Reload:
-    """How a daemon takes new config: a signal, a command, a restart, or nothing."""
+    """How a daemon takes new config: a signal, or a restart."""
 
-    kind: Literal["signal", "command", "restart", "none"]
+    kind: Literal["signal", "restart"]
     signal: int = 0
-    argv: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,6 @@ class DaemonSpec:
     reload: Reload
     probes: tuple[Probe, ...] = ()
     stop_signal: int = 15
-    stop_argv: tuple[str, ...] = ()  # a command that stops it gracefully, if better than a signal
     before: tuple[str, ...] = ()  # daemons that must be ready before this one starts
 
 

@@ -110,41 +110,11 @@ class Process:
             return
         self.stop_deadline = self.clock() + timeout
         self._to(State.STOPPING)
-        if self.spec.stop_argv:
-            try:
-                subprocess.run(
-                    list(self.spec.stop_argv),
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    timeout=timeout,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                self.signal(self.spec.stop_signal)
-        else:
-            self.signal(self.spec.stop_signal)
+        self.signal(self.spec.stop_signal)
 
     def signal(self, signum: int) -> None:
         if self.popen is not None and self.popen.poll() is None:
             os.kill(self.popen.pid, signum)
-
-    def command(self, argv: tuple[str, ...], timeout: float = 30.0) -> None:
-        """Run a control command of this daemon (e.g. `postfix reload`)."""
-        from mailctl.errors import CommandError
-
-        try:
-            done = subprocess.run(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise CommandError(list(argv), None, "") from None
-        if done.returncode != 0:
-            raise CommandError(list(argv), done.returncode, done.stdout + done.stderr)
 
     def reset(self) -> None:
         """Forget failed starts (a new config may fix what was FATAL)."""

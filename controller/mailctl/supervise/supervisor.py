@@ -58,16 +58,20 @@ class Supervisor:
                 proc.start()
 
     def reload(self, name: str) -> None:
-        """Make `name` take new config the way its spec says."""
+        """Make `name` take new config the way its spec says. A FATAL daemon gets a new
+        start (the new config may be what it needed); a stopped one reads it at start."""
         proc = self.procs.get(name)
-        if proc is None or not proc.alive:
+        if proc is None:
+            return
+        if proc.state is State.FATAL:
+            proc.reset()
+            return
+        if not proc.alive:
             return
         how = proc.spec.reload
         if how.kind == "signal":
             proc.signal(how.signal)
-        elif how.kind == "command":
-            proc.command(how.argv)
-        elif how.kind == "restart":
+        else:
             self.restart(name)
 
     def restart(self, name: str) -> None:
