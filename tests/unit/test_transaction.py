@@ -89,7 +89,9 @@ def test_first_apply_makes_every_file_live_and_checks_all(layout: Layout) -> Non
     assert "myhostname = mail.example.com" in live(layout, "postfix/main.cf")
     assert runner.ran("cyr_info"), "everything is checked on a first apply"
     assert (layout.chroot / "etc/hosts").read_text() == "127.0.0.1 localhost\n"
-    assert list(outcome.timings) == ["plan", "stage", "validate", "logins", "reload", "total"]
+    assert list(outcome.timings) == [
+        *("plan", "stage", "validate", "swap", "logins", "reload", "commit", "total")
+    ]
 
 
 def test_a_change_reloads_only_the_daemons_that_read_it(layout: Layout) -> None:
@@ -298,15 +300,24 @@ def controller(layout: Layout, runner: FakeRunner, clock: FakeClock) -> Controll
     return ctl
 
 
-def test_a_burst_of_events_causes_one_apply(
+@pytest.fixture
+def changed(
     layout: Layout, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Controller, FakeRunner, FakeClock]:
+    """A controller after one good apply, with the settings file changed since."""
     monkeypatch.setattr(inputs, "facts", Facts)
     write_settings(layout)
     clock, runner = FakeClock(), FakeRunner()
     ctl = controller(layout, runner, clock)
     assert ctl.apply(first=True)
     write_settings(layout, smtp={"message_size_limit": 1000000})
+    return ctl, runner, clock
+
+
+def test_a_burst_of_events_causes_one_apply(
+    changed: tuple[Controller, FakeRunner, FakeClock],
+) -> None:
+    ctl, _, clock = changed
     applied: list[bool] = []
     real = ctl.apply
 
@@ -326,14 +337,9 @@ def test_a_burst_of_events_causes_one_apply(
 
 
 def test_a_failed_apply_is_retried_with_backoff_and_reported(
-    layout: Layout, monkeypatch: pytest.MonkeyPatch
+    layout: Layout, changed: tuple[Controller, FakeRunner, FakeClock]
 ) -> None:
-    monkeypatch.setattr(inputs, "facts", Facts)
-    write_settings(layout)
-    clock, runner = FakeClock(), FakeRunner()
-    ctl = controller(layout, runner, clock)
-    assert ctl.apply(first=True)
-    write_settings(layout, smtp={"message_size_limit": 1000000})
+    ctl, runner, clock = changed
     runner.fail["postconf -c"] = "postconf: fatal: something transient"
     ctl.settings_changed()
     clock.advance(1)

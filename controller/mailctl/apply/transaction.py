@@ -120,6 +120,7 @@ class Transaction:
         self._logins: logins.LoginChanges | None = None
         self._chroot_touched = False
         self._reloaded: list[str] = []
+        self._phase = "plan"
 
     # --- phases -------------------------------------------------------------------
 
@@ -229,44 +230,34 @@ class Transaction:
 
     def run(self) -> Outcome:
         """Every phase, or none: ApplyError (the old revision live again) on failure."""
-        t = t0 = self.clock()
-        phase = "plan"
+        t0 = self.clock()
+        self._phase = "plan"
         try:
             plan = self.make_plan()
-            t = self._timed("plan", t)
+            self._timed("plan", t0)
             if not plan.changed and not self.force:
-                phase = "logins"
+                # No file changes; the login stores and chroot copies may still.
                 with users.locked(self.layout.users):
-                    self.side_effects()
-                    phase = "reload"
-                    self.reload()
-                    self.commit_logins()
+                    self._phases(
+                        ("logins", self.side_effects),
+                        ("reload", self.reload),
+                        ("commit", self.commit_logins),
+                    )
                 self.outcome.reloaded = tuple(self._reloaded)
                 return self.outcome
-            phase = "stage"
-            self.stage()
-            t = self._timed("stage", t)
-            phase = "validate"
-            self.validate()
-            t = self._timed("validate", t)
-            with users.locked(self.layout.users):
-                phase = "swap"
-                self.swap()
-                phase = "logins"
-                self.side_effects()
-                t = self._timed("logins", t)
-                phase = "reload"
-                self.reload()
-                t = self._timed("reload", t)
-                phase = "commit"
-                self.commit()
-        except MailctlError as exc:
+            self._phases(("stage", self.stage), ("validate", self.validate))
+            with users.locked(self.layout.users):  # the CLI's writes wait, and ours for them
+                self._phases(
+                    ("swap", self.swap),
+                    ("logins", self.side_effects),
+                    ("reload", self.reload),
+                    ("commit", self.commit),
+                )
+        except (MailctlError, OSError) as exc:
             self.rollback()
-            raise ApplyError(f"the new settings were not applied ({phase}): {exc}") from exc
-        except OSError as exc:
-            self.rollback()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise ApplyError(
-                f"the new settings were not applied ({phase}): {exc.strerror or exc}"
+                f"the new settings were not applied ({self._phase}): {reason}"
             ) from exc
         self._timed("total", t0)
         self.outcome.revision = self._stage
@@ -274,17 +265,29 @@ class Transaction:
         self.outcome.reloaded = tuple(self._reloaded)
         return self.outcome
 
+    def _phases(self, *steps: tuple[str, Callable[[], object]]) -> None:
+        for name, step in steps:
+            self._phase = name
+            t = self.clock()
+            step()
+            self._timed(name, t)
+
     def check(self) -> Bundle:
         """plan, stage and validate into a throwaway directory; nothing goes live."""
         self.force = True
-        plan = self.make_plan()
+        self._phase = "plan"
         scratch = Path(tempfile.mkdtemp(prefix="mailctl-check-"))
         scratch.chmod(0o755)  # the checkers run as the daemons' users (cyr_info as cyrus)
         try:
-            self.stage(scratch)
-            self.validate()
-        except MailctlError as exc:
-            raise ApplyError(f"the new settings were not applied (validate): {exc}") from exc
+            plan = self.make_plan()
+            self._phases(("stage", lambda: self.stage(scratch)), ("validate", self.validate))
+        except (MailctlError, OSError) as exc:
+            raise self._refusal(exc) from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return plan.bundle
+
+    def _refusal(self, exc: MailctlError | OSError) -> ApplyError:
+        """The one message `run` and `check` give for a failure in a phase."""
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return ApplyError(f"the new settings were not applied ({self._phase}): {reason}")
