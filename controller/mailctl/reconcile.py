@@ -109,9 +109,14 @@ class Controller:
             )
             outcome = txn.run()
         except MailctlError as exc:
-            for note in getattr(getattr(exc, "__cause__", None), "notes", []):
-                say(note)
             return self._failed(digest, str(exc))
+        except Exception as exc:
+            # A settings value must never take the controller down: every known cause is
+            # a refusal naming the setting; one we did not foresee keeps the last good
+            # config too, and says what it was (the class, not the value: it may be secret).
+            return self._failed(
+                digest, f"unexpected {exc.__class__.__name__} while applying the settings"
+            )
         for note in outcome.notes:
             say(note)
         bundle = txn.planned().bundle

@@ -392,3 +392,18 @@ def test_the_example_settings_have_no_login() -> None:
     example = Path(__file__).parents[2] / "config/settings.yaml"
     data = yaml.safe_load(example.read_text())
     assert data["users"] == [], "a login in the example is a login with a published password"
+
+
+def test_an_unforeseen_exception_is_a_refusal_not_a_crash(
+    changed: tuple[Controller, FakeRunner, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctl, _, _ = changed
+
+    def boom(*args: object, **kw: object) -> None:
+        raise ValueError("embedded null byte in s3cret")
+
+    monkeypatch.setattr(inputs, "gather", boom)
+    assert ctl.apply() is False
+    ready, body = ctl.readiness()
+    assert not ready and "unexpected ValueError" in body["last_apply"]["error"]
+    assert "s3cret" not in body["last_apply"]["error"]
