@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from mailctl.render import Secrets
+from mailctl.render.postfix import relay_logins
 from mailctl.settings import Settings
 from mailctl.settings.loader import build_settings
 
@@ -35,12 +36,150 @@ def settings(**extra: Any) -> Settings:
     return build_settings(base_data(**extra))
 
 
+def full_data() -> dict[str, Any]:
+    """A valid settings mapping that sets every field of the model (checked by
+    test_settings_hostile), each string in its own place, so a sweep can change each."""
+    return base_data(
+        domain="example.com",
+        alias_domains=["alias.example"],
+        local_domains=["local.example"],
+        relay_domains=["relay.example"],
+        networks=["192.0.2.0/24"],
+        users=[
+            {"address": "alice@example.com", "password_hash": HASH, "quota_mb": 5},
+            {"address": "bob@example.com", "password_file": "/run/secrets/bob"},
+        ],
+        aliases={
+            "postmaster@example.com": "alice@example.com",
+            "@alias.example": ["bob@example.com", "alice@example.com"],
+        },
+        maps={
+            "local_aliases": {"root": ["alice@example.com", "/var/log/x", ":include:/etc/y"]},
+            "canonical": {"old@example.com": "alice@example.com"},
+            "sender_canonical": {"@old.example": "alice@example.com"},
+            "recipient_canonical": {"x@example.com": "bob@example.com"},
+            "relocated": {"gone@example.com": "alice@example.com"},
+            "transports": {
+                "example.net": "smtp:[relay.example.net]:25",
+                "a@example.org": "error:5.1.1 gone",
+            },
+            "sender_login": True,
+            "sender_logins": {"shared@example.com": ["alice@example.com"]},
+            "table_type": "hash",
+        },
+        access={
+            "clients": {"192.0.2.1": "REJECT no", "bad.example": "OK"},
+            "helo": {"evil.example": "REJECT"},
+            "senders": {"spam@example.org": "REJECT spam", "example.org": "myclass"},
+            "recipients": {"alice@example.com": "DUNNO"},
+            "reject_own_helo": True,
+            "patterns": [
+                {"stage": "helo", "type": "pcre", "pattern": "^x", "action": "REJECT x"},
+                {"stage": "sender", "type": "regexp", "pattern": "^y", "action": "OK"},
+            ],
+            "sender_mx_bogons": True,
+        },
+        restrictions={
+            "preset": "internet",
+            "client": ["permit_mynetworks", "reject_rbl_client zen.example"],
+            "helo": ["check_helo_access"],
+            "sender": ["check_sender_access"],
+            "recipient": ["permit_mynetworks", "reject_unauth_destination", "myclass"],
+            "data": ["reject_unauth_pipelining"],
+            "classes": {"myclass": ["reject"]},
+        },
+        rbl={"lists": ["zen.example"], "whitelist": ["192.0.2.9", "ok.example"]},
+        smtp={
+            "banner": "ESMTP hi",
+            "message_size_limit": 10_000_000,
+            "recipient_limit": 100,
+            "disable_vrfy": True,
+            "delay_reject": True,
+            "inet_protocols": "ipv4",
+            "masquerade_domains": ["example.com"],
+            "inet_interfaces": ["all"],
+            "bind_address": "192.0.2.5",
+            "bind_address6": "2001:db8::5",
+            "verbose": ["smtp"],
+            "tls_level": "may",
+            "outbound_tls": "encrypt",
+            "tls_loglevel": 1,
+            "dialup": False,
+        },
+        sasl={
+            "mechanism": "ldap",
+            "pwcheck_method": "saslauthd",
+            "rimap_server": "imap.example.net:143",
+            "ldap": {
+                "servers": ["ldap://ldap.example.com/"],
+                "search_base": "dc=example,dc=com",
+                "filter": "(mail=%u)",
+                "bind_dn": "cn=mail,dc=example,dc=com",
+                "bind_password_file": "/run/secrets/ldap",
+                "start_tls": True,
+            },
+            "mech_list": ["plain", "login"],
+            "noplaintext": True,
+            "broken_clients": False,
+            "local_domain": "example.com",
+            "on_port_25": False,
+        },
+        relay={
+            "host": "[smtp.example.net]:587",
+            "username": "me",
+            "password_file": "/run/secrets/relay",
+            "senders": {
+                "@example.com": {
+                    "host": "[smtp2.example.net]:587",
+                    "username": "u2",
+                    "password_file": "/run/secrets/r2",
+                }
+            },
+        },
+        greylisting={
+            "enabled": True,
+            "delay": 60,
+            "whitelist_clients": ["ok.example", "192.0.2.0/24"],
+            "whitelist_recipients": ["@example.com"],
+        },
+        cyrus={
+            "admins": ["alice@example.com"],
+            "quota_warn": 80,
+            "allow_plaintext": False,
+            "timeout": 30,
+            "pop_timeout": 10,
+            "over_quota_perm_failure": False,
+            "pop3": True,
+        },
+        fetchmail={
+            "interval": 60,
+            "accounts": [
+                {
+                    "server": "pop.example.net",
+                    "protocol": "pop3",
+                    "port": 995,
+                    "user": "me",
+                    "password_file": "/run/secrets/pop",
+                    "deliver_to": "alice@example.com",
+                    "ssl": True,
+                    "verify_certificate": True,
+                    "keep": False,
+                }
+            ],
+        },
+        tls={"cert_file": "/certs/cert.pem", "key_file": "/certs/key.pem"},
+    )
+
+
 def secrets_for(s: Settings, fetchmail_password: str = "pop-secret") -> Secrets:
+    """What reading the secret files of `s` would give: a password for every login."""
     return Secrets(
         user_hashes={u.address: HASH for u in s.users},
         tls_cert=CERT,
         tls_key=KEY,
         fetchmail_passwords={i: fetchmail_password for i in range(len(s.fetchmail.accounts))},
+        ldap_bind_password="bind-secret" if s.sasl.ldap.bind_dn else "",
+        relay_passwords={key: "relay-secret" for key in relay_logins(s)},
     )
 
 

@@ -75,6 +75,9 @@ HOSTILE: dict[str, str] = {
     "line_separator": "a\u2028b",
     "empty": "",
     "fetchmail_inject": 'x" preconnect "touch /tmp/pwned',
+    # A byte that is not UTF-8 (in an env var, say) as Python decodes it: no file can
+    # hold it, so every escaper must refuse it rather than fail when the file is written.
+    "broken_utf8": "a\udcffb",
 }
 
 
@@ -414,7 +417,7 @@ FORMATS = [
         lambda v: f"  password {q.fetchmail_string(v, SETTING, secret=True)}\n",
         _fetchmail_value,
         # Every byte but NUL can be written as \xHH: nothing is ever refused.
-        must_accept=frozenset(HOSTILE) - {"nul"},
+        must_accept=frozenset(HOSTILE) - {"nul", "broken_utf8"},
     ),
     Format(
         "postgrey_entry",
@@ -719,8 +722,9 @@ def _base_main_cf() -> dict[str, str]:
     return main_cf_params(render(base, secrets_for(base)).files["postfix/main.cf"].content.decode())
 
 
-def assert_bundle_sane(s: Settings) -> dict[str, str]:
-    """Render `s`; check no file gained a parameter, entry or keyword it should not have."""
+def assert_bundle_sane(s: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Render `s`; check no file gained a parameter, entry or keyword it should not have
+    (main.cf compared with `base`, the parameters of the settings `s` was made from)."""
     bundle = render(s, secrets_for(s))
     files = {
         p: f.content.decode("utf-8")
@@ -731,8 +735,8 @@ def assert_bundle_sane(s: Settings) -> dict[str, str]:
     names = [n for n, _ in defs]
     assert len(names) == len(set(names)), "a main.cf parameter is defined twice"
     params = dict(defs)
-    base = _base_main_cf()
-    assert set(params) - set(base) <= set(s.restrictions.classes)
+    base = _base_main_cf() if base is None else base
+    assert set(params) - set(base) <= {postfix_maps.class_param(c) for c in s.restrictions.classes}
     for key in (
         "mynetworks",
         "smtpd_relay_restrictions",

@@ -11,14 +11,15 @@ import pytest
 import yaml
 
 from mailctl.errors import RenderError
-from mailctl.render import Bundle, Secrets, render
+from mailctl.render import Bundle, Secrets, postfix, postfix_maps, render
 from mailctl.render.fetchmail import RC
 from mailctl.settings import Settings
-from mailctl.settings.loader import load_settings
+from mailctl.settings.loader import build_settings, load_settings
 from tests.unit.factory import (
     HASH,
     base_data,
     fetchmail_tokens,
+    full_data,
     main_cf_params,
     master_cf_services,
     master_options,
@@ -419,3 +420,67 @@ def test_cidr_tables_hold_only_networks() -> None:
             assert value
     entries = parse_table(b.files["postfix/client_access.cidr"].content.decode())
     assert entries == [("192.0.2.0/24", "REJECT go away")]
+
+
+# --- which setting each generated table comes from -----------------------------------
+
+
+def test_every_generated_postfix_table_names_its_setting() -> None:
+    data = full_data()
+    data["access"]["patterns"] = [
+        {"stage": stage, "type": kind, "pattern": "^x", "action": "OK"}
+        for stage in postfix_maps.STAGES
+        for kind in postfix_maps.PATTERN_TYPES
+    ]
+    s = build_settings(data)
+    bundle = bundle_of(s)
+    tables = [p for p in bundle.files if p.startswith("postfix/")]
+    tables += list(bundle.postmap) + list(bundle.postalias)
+    unnamed = sorted(p for p in tables if postfix_maps.setting_of(p) is None)
+    assert unnamed == ["postfix/main.cf", "postfix/master.cf", "postfix/sasl/smtpd.conf"]
+    # And every name it knows is a real table: no entry outlives its file.
+    known = {f"postfix/{name}" for name in postfix_maps._SETTING_OF}
+    assert known <= set(bundle.files)
+
+
+@pytest.mark.parametrize(
+    ("path", "setting"),
+    [
+        ("postfix/helo_access.pcre", "access.patterns"),
+        ("postfix/sender_access.regexp", "access.patterns"),
+        ("postfix/transport", "maps.transports"),
+        ("postfix/transport.db", "maps.transports"),
+        ("postfix/transport.lmdb", "maps.transports"),
+        ("postfix/client_access.cidr", "access.clients"),
+        ("postfix/virtual", "aliases"),
+        ("postfix/aliases.db", "maps.local_aliases"),
+        ("postfix/relay_passwords", "relay"),
+        ("postfix/main.cf", None),
+        ("cyrus/imapd.conf", None),
+        ("transport", None),
+    ],
+)
+def test_setting_of(path: str, setting: str | None) -> None:
+    assert postfix_maps.setting_of(path) == setting
+
+
+def test_setting_of_the_relay_passwords_matches_the_renderer() -> None:
+    assert postfix_maps.setting_of(f"postfix/{postfix.RELAY_PASSWORDS}") == "relay"
+
+
+def test_a_relay_password_that_was_not_read_names_the_setting() -> None:
+    s = build_settings(full_data())
+    sec = secrets_for(s)
+    sender_only = {k: v for k, v in sec.relay_passwords.items() if k != s.relay.host}
+    with pytest.raises(RenderError, match=r"^relay\.password_file: no password was read$"):
+        render(s, Secrets(**{**sec.__dict__, "relay_passwords": sender_only}))
+    with pytest.raises(RenderError, match=r"relay\.senders\.@example\.com\.password_file"):
+        render(s, Secrets(**{**sec.__dict__, "relay_passwords": {s.relay.host or "": "pw"}}))
+
+
+def test_a_banner_starting_with_a_brace_is_read_as_written() -> None:
+    # main.cf groups { ... } only in lists and ${...} expressions; the banner follows
+    # $myhostname, so a leading brace of the setting is never the value's first character.
+    s = settings(smtp={"banner": "{ESMTP} ${x} $y"})
+    banner = main_cf_params(bundle_of(s).files["postfix/main.cf"].content.decode())["smtpd_banner"]
+    assert banner == "$myhostname {ESMTP} $${x} $$y"

@@ -220,6 +220,7 @@ def saslauthd_value(value: str, setting: str, secret: bool = False) -> str:
     if not value or value != value.strip() or len(value.encode()) > 1000:
         shown = "the value" if secret else repr(value)
         raise RenderError(
-            f"{_where(setting)}: {shown} is empty, longer than 1000 bytes, or starts or ends with blanks"
+            f"{_where(setting)}: {shown} is empty, longer than 1000 bytes, "
+            "or starts or ends with blanks"
         )
     return value

@@ -25,7 +25,9 @@ def pwdfile(entries: dict[str, str]) -> str:
     """`user:hash` lines, as pam_pwdfile reads them (and the CLI's user store is kept)."""
     lines = []
     for user, hashed in entries.items():
-        if ":" in user + hashed or any(ord(c) < 32 or c == "\x7f" for c in user + hashed):
+        if ":" in user + hashed or any(
+            ord(c) < 32 or c == "\x7f" or 0xD800 <= ord(c) <= 0xDFFF for c in user + hashed
+        ):
             raise RenderError(
                 f"users: the entry for {user!r} cannot be written to the user database"
             )

@@ -16,9 +16,13 @@ import yaml
 
 from mailctl.errors import SettingsError
 from mailctl.settings.model import Settings, User
+from mailctl.settings.names import printable
 
 DEFAULT_DIR = Path("/config")
 FILE_NAME = "settings.yaml"
+# A settings file is a few KiB; one this large is a mistake (or a memory attack).
+MAX_FILE_BYTES = 1024 * 1024
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def settings_path(directory: Path | None = None) -> Path:
@@ -29,25 +33,96 @@ def settings_path(directory: Path | None = None) -> Path:
 
 def read_file(path: Path) -> dict[str, Any]:
     """The YAML mapping in `path`; a missing file is an empty mapping (env-only setup)."""
+    shown = printable(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+        raise SettingsError(f"cannot read settings file {shown}: {exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SettingsError(
+            f"settings file {shown} is larger than {MAX_FILE_BYTES // 1024} KiB; "
+            "it is refused unread"
+        )
     try:
-        data = yaml.safe_load(text)
+        data = _parse(text, shown)
     except yaml.YAMLError as exc:
         # Only where and what: the offending line may hold a password pasted by mistake.
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "syntax error"
-        raise SettingsError(f"settings file {path} is not valid YAML{where}: {problem}") from None
+        raise SettingsError(
+            f"settings file {shown} is not valid YAML{where}: {printable(problem)}"
+        ) from None
+    except RecursionError:
+        raise SettingsError(f"settings file {shown} is nested too deeply") from None
+    except ValueError:
+        # PyYAML's own conversions: an integer of more than 4300 digits, a date that
+        # does not exist. The value itself is not repeated.
+        raise SettingsError(
+            f"settings file {shown} holds a value that cannot be converted "
+            "(a number too long, or a date that does not exist)"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SettingsError(f"settings file {path} must hold a mapping of settings at top level")
+        raise SettingsError(f"settings file {shown} must hold a mapping of settings at top level")
+    for key in data:
+        if not isinstance(key, str):
+            raise SettingsError(
+                f"settings file {shown}: top-level key {printable(str(key))!r} is not a "
+                "setting name"
+            )
     return data
+
+
+def _parse(text: str, shown: str) -> Any:
+    """yaml.safe_load, refusing a key given twice in one mapping (YAML would keep the
+    last one silently: a duplicated `users:` would drop every user above it)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, loader, shown)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(root: yaml.Node, loader: yaml.SafeLoader, shown: str) -> None:
+    """Walk the composed document (iteratively, each node once: aliases share nodes)."""
+    todo: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
+    visited: set[int] = set()
+    while todo:
+        node, where = todo.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            todo.extend((item, (*where, str(i))) for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE:  # `<<: *base`: later keys may override it
+                    todo.append((value_node, where))
+                    continue
+                name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                todo.append((value_node, (*where, name)))
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # the constructor refuses an unhashable key itself
+                key = loader.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in first:
+                    dotted = printable(".".join((*where, name)))
+                    raise SettingsError(
+                        f"settings file {shown}, line {line}: key '{dotted}' is given twice "
+                        f"(first at line {first[key]}); YAML would silently keep the last one"
+                    )
+                first[key] = line
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -63,26 +138,30 @@ def build_settings(data: Mapping[str, Any]) -> Settings:
             top = name[5:].split("__", 1)[0].lower()
             if top not in fields:
                 raise SettingsError(
-                    f"env {name}: is not a known setting (MAIL_ + a "
+                    f"env {printable(name)}: is not a known setting (MAIL_ + a "
                     "top-level setting, e.g. MAIL_HOSTNAME)"
                 )
     try:
         return Settings(**data)
     except pydantic.ValidationError as exc:
         raise SettingsError(describe(exc)) from None
+    except RecursionError:
+        # A MAIL_* env var of JSON nested thousands of levels deep.
+        raise SettingsError("invalid settings: a value is nested too deeply") from None
     except (TypeError, ValueError) as exc:
-        raise SettingsError(f"invalid settings: {exc}") from None
+        raise SettingsError(f"invalid settings: {printable(str(exc))}") from None
 
 
 def describe(exc: pydantic.ValidationError) -> str:
     """One sentence per error, naming the setting; input values are left out."""
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
-        msg = err["msg"].removeprefix("Value error, ")
+        # Keys are the user's (a map key may hold a line break): escaped, like the message.
+        msg = printable(err["msg"].removeprefix("Value error, "))
         if not err["loc"]:
             lines.append(msg)  # a whole-tree rule: its message names the settings
             continue
-        where = ".".join(str(p) for p in err["loc"])
+        where = printable(".".join(str(p) for p in err["loc"]))
         if err["type"] == "extra_forbidden":
             msg = "is not a known setting"
         elif err["type"] == "missing":
@@ -109,5 +188,5 @@ def with_cli_users(settings: Settings, store: Mapping[str, str]) -> Settings:
             "user store: " + describe(exc).removeprefix("invalid settings: ")
         ) from None
     except ValueError as exc:
-        raise SettingsError(f"user store: {exc}") from None
+        raise SettingsError(f"user store: {printable(str(exc))}") from None
     return merged

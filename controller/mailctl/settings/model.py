@@ -430,8 +430,8 @@ class Settings(BaseSettings):
             for key, act in table.items():
                 if act.islower() and act not in classes:
                     raise ValueError(
-                        f"access.{stage}.{key}: {act!r} is not a restriction class "
-                        "in restrictions.classes"
+                        f"access.{stage}.{names.printable(key)}: {act!r} is not a "
+                        "restriction class in restrictions.classes"
                     )
         auth_ports = {"submission", "smtps"} | ({"smtp"} if self.sasl.on_port_25 else set())
         leaky = sorted(auth_ports & set(self.smtp.verbose))
@@ -446,15 +446,69 @@ class Settings(BaseSettings):
         forwarding = mailbox_domains | set(self.alias_domains) | set(self.local_names)
         for key in self.aliases:
             dom = key.split("@")[1]
+            where = f"aliases.{names.printable(key)}"
             if dom not in forwarding:
                 raise ValueError(
-                    f"aliases.{key}: domain {dom!r} is in none of 'domains', "
+                    f"{where}: domain {dom!r} is in none of 'domains', "
                     "'alias_domains' or 'local_domains'"
                 )
             if key in seen:
+                raise ValueError(f"{where}: is also a user; a user address cannot be an alias")
+        for setting, targets in (
+            ("aliases", self.alias_targets()),
+            ("maps.local_aliases", dict(self.maps.local_aliases)),
+        ):
+            loop = alias_loop(targets)
+            if loop:
+                shown = " -> ".join(names.printable(a) for a in loop)
                 raise ValueError(
-                    f"aliases.{key}: is also a user; a user address cannot be an alias"
+                    f"{setting}.{names.printable(loop[0])}: {shown} is a loop; mail sent "
+                    "there would never reach a mailbox"
                 )
+        logins = (["relay"] if self.relay.username else []) + [
+            f"relay.senders.{names.printable(k)}"
+            for k, v in self.relay.senders.items()
+            if v.username
+        ]
+        if logins and self.smtp.outbound_tls == "none":
+            raise ValueError(
+                f"{logins[0]}.username: a relay login needs TLS, but smtp.outbound_tls is "
+                "none and the password would travel in plain text; set smtp.outbound_tls "
+                "to may or encrypt"
+            )
+
+
+def alias_loop(aliases: dict[str, list[str]]) -> list[str] | None:
+    """The first definite loop among alias keys, as [a, b, ..., a], or None.
+
+    An address whose only target is itself is a loop. One that keeps a copy among other
+    targets (a -> a, b) is Postfix's documented idiom and is not. Catch-alls (@domain)
+    are left out: whether one applies to a target depends on what else matches it.
+    """
+    edges: dict[str, list[str]] = {}
+    for key, targets in sorted(aliases.items()):
+        if key.startswith("@"):
+            continue
+        if set(targets) == {key}:
+            return [key, key]
+        edges[key] = sorted({t for t in targets if t != key})
+    done: set[str] = set()
+    for start in edges:
+        if start in done:
+            continue
+        path = [start]
+        todo = [iter(edges[start])]
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                done.add(path.pop())
+                todo.pop()
+            elif nxt in path:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt in edges and nxt not in done:
+                path.append(nxt)
+                todo.append(iter(edges[nxt]))
+    return None
 
 
 def _check_networks(networks: list[Network]) -> None:
