@@ -1,4 +1,4 @@
-# make up | down | logs | test | unit | e2e | bench | lint | image | base
+# make up | down | logs | test | unit | integration | e2e | bench | lint | image | base
 SHELL := /bin/bash
 IMAGE ?= mailserver:latest
 PYTHON ?= python3
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 export MAIL_IMAGE := $(IMAGE)
 
-.PHONY: up down logs test unit e2e bench lint image base wheels venv
+.PHONY: up down logs test unit integration e2e bench lint image base wheels venv
 
 up: image
 	$(COMPOSE) up -d
@@ -47,12 +47,20 @@ $(VENV)/.done: controller/pyproject.toml tests/requirements.txt
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
+# The controller's apply code against the daemons' tools, inside one container of the image
+# (tests/integration/test_in_image.py starts it); MAILTEST_INTEGRATION_ARGS="-k tls -x".
+integration: venv image
+	MAILTEST_IMAGE=$(IMAGE) $(PY) -m pytest tests/integration -q
+
 e2e: venv image
 	MAILTEST_IMAGE=$(IMAGE) $(PY) -m pytest tests/e2e -q
 
-# Everything: unit tests, then the daemons for real in the built image.
+# Everything, the fast tiers first (a failure there stops before the slow ones): unit tests
+# and the apply code against the daemons' tools in one container of the image; then every
+# other tier (whole appliances) in the built image.
 test: venv image
-	MAILTEST_IMAGE=$(IMAGE) $(PY) -m pytest -q
+	MAILTEST_IMAGE=$(IMAGE) $(PY) -m pytest -q tests/unit tests/integration
+	MAILTEST_IMAGE=$(IMAGE) $(PY) -m pytest -q tests --ignore=tests/unit --ignore=tests/integration
 
 bench: venv image
 	MAILTEST_IMAGE=$(IMAGE) $(PY) tests/bench/bench.py

@@ -15,11 +15,11 @@ import os
 import smtplib
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,11 @@ import docker.errors
 import docker.models.containers
 import yaml
 
+from tests.e2e.util import LABEL, RUN_ID, wait_until
+
 IMAGE = os.environ.get("MAILTEST_IMAGE", "mailserver:latest")
 PORTS = (25, 465, 587, 143, 993, 110, 995, 8080)
-LABEL = "mailctl-test"
+HELO = "client.mailctl.test"
 
 
 def bridge_gateway(client: docker.DockerClient) -> str:
@@ -84,11 +86,21 @@ class Appliance:
             if entries:
                 self.ports[port] = int(entries[0]["HostPort"])
 
+    def wait_ports(self, timeout: float = 20.0) -> None:
+        """Learn the published host ports (Docker may pick new ones at each start)."""
+        self.ports.clear()
+
+        def known() -> bool:
+            self.refresh_ports()
+            return len(self.ports) == len(PORTS) or self.container.status == "exited"
+
+        wait_until(known, timeout, "the published ports", interval=0.05)
+
     @property
     def ip(self) -> str:
         self.container.reload()
         nets = self.container.attrs["NetworkSettings"]["Networks"]
-        return next(iter(nets.values()))["IPAddress"]
+        return str(next(iter(nets.values()))["IPAddress"])
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
         url = f"http://127.0.0.1:{self.ports[8080]}/readyz"
@@ -99,24 +111,22 @@ class Appliance:
             return exc.code, json.loads(exc.read())
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
+        def ready() -> dict[str, Any] | None:
             self.container.reload()
             if self.container.status == "exited":
                 raise AssertionError(f"appliance exited:\n{self.logs()[-3000:]}")
-            try:
-                code, body = self.readyz()
-                last = body
-                if code == 200:
-                    return body
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"not ready after {timeout}s: {last}\n{self.logs()[-3000:]}")
+            code, body = self.readyz()
+            return body if code == 200 else None
+
+        return wait_until(
+            ready,
+            timeout,
+            lambda: f"appliance not ready\n{self.logs()[-3000:]}",
+            ignore=(OSError, ValueError, KeyError),
+        )
 
     def logs(self) -> str:
-        return self.container.logs().decode("utf-8", "replace")
+        return str(self.container.logs().decode("utf-8", "replace"))
 
     def exec(self, *argv: str) -> tuple[int, str]:
         code, out = self.container.exec_run(list(argv))
@@ -153,25 +163,86 @@ class Appliance:
 
     # --- protocols ---------------------------------------------------------
 
-    def smtp(self, port: int = 587, login: tuple[str, str] | None = None) -> smtplib.SMTP:
+    def smtp(
+        self,
+        port: int = 587,
+        login: tuple[str, str] | None = None,
+        *,
+        helo: str = HELO,
+        timeout: float = 20,
+    ) -> smtplib.SMTP:
+        """A session after EHLO (and STARTTLS on 587, and AUTH when `login` is given)."""
         if port == 465:
             client: smtplib.SMTP = smtplib.SMTP_SSL(
-                "127.0.0.1", self.ports[465], timeout=20, context=tls_context()
+                "127.0.0.1", self.ports[465], timeout=timeout, context=tls_context()
             )
-            client.ehlo("client.mailctl.test")
         else:
-            client = smtplib.SMTP("127.0.0.1", self.ports[port], timeout=20)
-            client.ehlo("client.mailctl.test")
+            client = smtplib.SMTP("127.0.0.1", self.ports[port], timeout=timeout)
+        try:
+            client.ehlo(helo)
             if port == 587:
                 client.starttls(context=tls_context())
-                client.ehlo("client.mailctl.test")
-        if login:
-            try:
+                client.ehlo(helo)
+            if login:
                 client.login(*login)
-            except BaseException:
-                client.close()
-                raise
+        except BaseException:
+            client.close()
+            raise
         return client
+
+    def rcpt(
+        self,
+        sender: str,
+        to: str,
+        *,
+        port: int = 25,
+        helo: str = HELO,
+        login: tuple[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """A new session's reply to MAIL FROM, or else to RCPT TO: (code, text).
+
+        (0, why) when the session could not get that far (refused, dropped,
+        Postfix reloading): a caller polling for a code simply tries again.
+        """
+        try:
+            client = self.smtp(port, login, helo=helo)
+        except (OSError, smtplib.SMTPException) as exc:
+            return 0, f"{type(exc).__name__}: {exc}"
+        try:
+            code, reply = client.mail(sender)
+            if code == 250:
+                code, reply = client.rcpt(to)
+            return code, reply.decode("utf-8", "replace")
+        except (OSError, smtplib.SMTPException) as exc:
+            return 0, f"{type(exc).__name__}: {exc}"
+        finally:
+            client.close()
+
+    def send(
+        self,
+        sender: str,
+        to: str,
+        *,
+        port: int = 25,
+        helo: str = HELO,
+        login: tuple[str, str] | None = None,
+        subject: str = "test",
+        body: str = "hello",
+        timeout: float = 20,
+    ) -> tuple[str, int, str]:
+        """One message with a new Message-ID in a new session: (mid, code, text), where
+        code is the first refusal (of HELO, MAIL, RCPT or DATA) or the reply after DATA
+        (250: accepted). A session that breaks raises, as smtplib does."""
+        mid, text = message(sender, to, subject, body)
+        client = self.smtp(port, login, helo=helo, timeout=timeout)
+        try:
+            for code, reply in (client.mail(sender), client.rcpt(to)):
+                if code >= 300:
+                    return mid, code, reply.decode("utf-8", "replace")
+            code, reply = client.data(text)
+            return mid, code, reply.decode("utf-8", "replace")
+        finally:
+            client.close()
 
     def imap(self, user: str, password: str, port: int = 143) -> imaplib.IMAP4:
         if port == 993:
@@ -190,26 +261,24 @@ class Appliance:
         return client
 
     def message_ids(self, user: str, password: str, port: int = 143) -> set[str]:
+        return set(self.message_id_counts(user, password, port))
+
+    def message_id_counts(self, user: str, password: str, port: int = 143) -> Counter[str]:
+        """How many messages in user's INBOX carry each Message-ID (one FETCH for all)."""
         client = self.imap(user, password, port)
         try:
             client.select("INBOX", readonly=True)
-            _, data = client.search(None, "ALL")
-            ids: set[str] = set()
-            for num in data[0].split():
-                _, parts = client.fetch(num, "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-                header = parts[0][1].decode() if isinstance(parts[0], tuple) else ""
-                ids.update(w.strip() for w in header.split(":", 1)[1:] if w.strip())
-            return ids
+            return fetch_message_ids(client, "1:*")
         finally:
             client.logout()
 
     def wait_delivered(self, user: str, password: str, mid: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if mid in self.message_ids(user, password):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{mid} not delivered to {user}:\n{self.logs()[-3000:]}")
+        wait_until(
+            lambda: mid in self.message_ids(user, password),
+            timeout,
+            lambda: f"{mid} not delivered to {user}:\n{self.logs()[-3000:]}",
+            interval=0.2,
+        )
 
     def queue(self) -> list[dict[str, Any]]:
         code, out = self.exec("postqueue", "-j")
@@ -219,6 +288,23 @@ class Appliance:
     def pid_of(self, daemon: str) -> int:
         _, body = self.readyz()
         return int(body["daemons"][daemon]["pid"])
+
+
+def fetch_message_ids(client: imaplib.IMAP4, which: str, *, uid: bool = False) -> Counter[str]:
+    """Message-ID -> count over the messages `which` (a sequence set) of the selected box."""
+    items = "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+    if uid:
+        typ, data = client.uid("FETCH", which, items)
+    else:
+        typ, data = client.fetch(which, items)
+    found: Counter[str] = Counter()
+    if typ != "OK":
+        return found
+    for part in data:
+        if isinstance(part, tuple):
+            header = part[1].decode("utf-8", "replace")
+            found.update(w.strip() for w in header.split(":", 1)[1:] if w.strip())
+    return found
 
 
 def start(
@@ -234,7 +320,11 @@ def start(
     ipv6: bool = False,
     extra_hosts: dict[str, str] | None = None,
     dns: list[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Appliance:
+    """Run the image with `settings` (written to settings_dir, mounted at /config);
+    with `wait`, return once /readyz says 200 (the container is removed if it never
+    does). `options`: more keyword arguments of containers.run (restart_policy, tmpfs)."""
     settings_dir.mkdir(parents=True, exist_ok=True)
     if settings is not None:
         (settings_dir / "settings.yaml").write_text(yaml.safe_dump(settings))
@@ -246,7 +336,7 @@ def start(
         IMAGE,
         detach=True,
         dns=dns or ["127.0.0.1"],  # a test's own DNS peer, or nothing answers
-        labels={LABEL: "1"},
+        labels={LABEL: RUN_ID},
         hostname="mail",
         network=network,
         volumes=mounts,
@@ -257,16 +347,17 @@ def start(
         sysctls={"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.lo.disable_ipv6": "0"}
         if ipv6
         else None,
+        **(options or {}),
     )
     app = Appliance(container, settings_dir)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(app.ports) < len(PORTS):
-        app.refresh_ports()
-        if container.status == "exited":
-            break
-        time.sleep(0.05)
-    if wait:
-        app.wait_ready()
+    try:
+        app.wait_ports()
+        if wait:
+            app.wait_ready()
+    except BaseException:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True, v=True)
+        raise
     return app
 
 

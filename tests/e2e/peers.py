@@ -8,8 +8,8 @@ One image, four roles, each a container on a private Docker network:
 - ``Pop``  Dovecot POP3 (110/995) and IMAP (143/993) with passwd-file users.
 - ``Ldap`` slapd with ``ou=people`` entries for the given users.
 
-Every peer gets ``dns=["127.0.0.1"]`` and the ``mailctl-test`` label (the e2e session removes
-leftovers by that label). Typical use::
+Every peer gets ``dns=["127.0.0.1"]`` and the label ``mailctl-test=<this run's id>`` (the
+session removes this run's leftovers by it, and nothing of another run). Typical use::
 
     with peers.network(client) as net, \\
          peers.running(client, peers.Mta, net, users={"relay@remote.test": "pw"},
@@ -39,8 +39,10 @@ import docker.errors
 from docker.models.containers import Container
 from docker.models.networks import Network
 
+from tests.e2e import util
+from tests.e2e.util import LABEL, RUN_ID, wait_until
+
 IMAGE = os.environ.get("MAILTEST_PEER_IMAGE", "mailctl-peer:latest")
-LABEL = "mailctl-test"
 PEERS_DIR = Path(__file__).resolve().parents[2] / "images" / "peers"
 HASH_LABEL = "mailctl.peer.source"
 
@@ -97,7 +99,7 @@ def network(
         name or f"mailctl-peers-{uuid.uuid4().hex[:10]}",
         driver="bridge",
         internal=internal,
-        labels={LABEL: "1"},
+        labels={LABEL: RUN_ID},
     )
     try:
         yield net
@@ -202,15 +204,14 @@ class Peer:
         return True
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             self.container.reload()
             if self.container.status in ("exited", "dead"):
                 raise AssertionError(f"{self.role} peer exited:\n{self.logs()[-3000:]}")
-            if self.container.status == "running" and self.ready():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"{self.role} peer not ready after {timeout}s:\n{self.logs()[-3000:]}")
+            return self.container.status == "running" and self.ready()
+
+        wait_until(ready, timeout, lambda: f"{self.role} peer ready\n{self.logs()[-3000:]}")
 
     def remove(self) -> None:
         with contextlib.suppress(docker.errors.APIError):
@@ -270,17 +271,17 @@ class Mta(Peer):
 
     def wait_mails(self, count: int = 1, timeout: float = 30.0) -> list[str]:
         """Wait until at least count messages were delivered; all of them."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def enough() -> list[str]:
             found = self.mails()
-            if len(found) >= count or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        if len(found) < count:
-            raise AssertionError(
-                f"mta peer has {len(found)} of {count} messages:\n{self.logs()[-3000:]}"
-            )
-        return found
+            return found if len(found) >= count else []
+
+        return wait_until(
+            enough,
+            timeout,
+            lambda: f"{count} messages in the mta peer\n{self.logs()[-3000:]}",
+            interval=0.2,
+        )
 
     def clear(self) -> None:
         self.check("sh", "-c", f"rm -f {self.SINK}/new/* {self.SINK}/cur/*")
@@ -392,7 +393,7 @@ def start(
         [kind.role],
         detach=True,
         dns=["127.0.0.1"],
-        labels={LABEL: "1", "mailctl.peer.role": kind.role},
+        labels={LABEL: RUN_ID, "mailctl.peer.role": kind.role},
         hostname=fqdn.split(".")[0],
         network=net_name,
         environment=environment,
@@ -425,10 +426,5 @@ def running(
 
 
 def cleanup(client: docker.DockerClient) -> None:
-    """Remove every container and network labelled mailctl-test (peers and appliances)."""
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        with contextlib.suppress(docker.errors.APIError):
-            container.remove(force=True, v=True)
-    for net in client.networks.list(filters={"label": LABEL}):
-        with contextlib.suppress(docker.errors.APIError):
-            net.remove()
+    """Remove every container and network of this test run (peers and appliances)."""
+    util.cleanup(client)

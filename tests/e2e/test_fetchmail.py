@@ -6,7 +6,6 @@ Docker network; the appliance under test finds it through extra_hosts.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ import docker
 import pytest
 
 from tests.e2e.appliance import Appliance, crypt, message, running
+from tests.e2e.fixtures import MakeAppliance
+from tests.e2e.util import wait_until
 
 # The provider password is hostile on purpose: in a fetchmailrc a quote ends the
 # string, and this one would add a command run on every poll.
@@ -54,7 +55,7 @@ def count(provider: Appliance, user: str) -> int:
 
 
 def test_fetchmail_pop3s_and_imap_keep_and_wrong_password(
-    client: docker.DockerClient, provider: Appliance, tmp_path: Path
+    make_appliance: MakeAppliance, provider: Appliance, tmp_path: Path
 ) -> None:
     pop_mids = {seed(provider, "me@provider.test", f"pop {i}") for i in range(2)}
     imap_mid = seed(provider, "keeper@provider.test", "imap keep")
@@ -109,22 +110,23 @@ def test_fetchmail_pop3s_and_imap_keep_and_wrong_password(
         },
     }
     hosts = {"pop.provider.test": provider.ip, "imap.provider.test": provider.ip}
-    with running(client, settings, settings_dir, extra_hosts=hosts) as app:
-        for mid in pop_mids:
-            app.wait_delivered("alice@example.com", LOCAL_PW, mid, timeout=60)
-        app.wait_delivered("bob@example.com", LOCAL_PW, imap_mid, timeout=60)
-        deadline = time.monotonic() + 30
-        while count(provider, "me@provider.test") != 0:  # fetched and deleted (no keep)
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
-        assert count(provider, "keeper@provider.test") == 1  # keep honoured
-        deadline = time.monotonic() + 60  # polled last; Cyrus pauses after a failed login
-        while "Authorization failure on keeper@provider.test" not in (logs := app.logs()):
-            assert time.monotonic() < deadline, logs[-3000:]
-            time.sleep(0.5)
-        assert app.exec("test", "-e", "/tmp/pwned")[0] != 0  # the hostile password ran nothing
-        for secret in (HOSTILE, "keeper-pw-2", "not-the-password"):
-            assert secret not in logs
-        code, out = app.exec("stat", "-c", "%a %U", "/etc/mailctl/current/fetchmail/fetchmailrc")
-        assert code == 0, out
-        assert out.split() == ["600", "fetchmail"]
+    app = make_appliance(settings, settings_dir=settings_dir, extra_hosts=hosts)
+    for mid in pop_mids:
+        app.wait_delivered("alice@example.com", LOCAL_PW, mid, timeout=60)
+    app.wait_delivered("bob@example.com", LOCAL_PW, imap_mid, timeout=60)
+    # fetched and deleted (no keep)
+    wait_until(lambda: count(provider, "me@provider.test") == 0, 30, "me@ emptied", interval=0.5)
+    assert count(provider, "keeper@provider.test") == 1  # keep honoured
+    wait_until(  # polled last; Cyrus pauses after a failed login
+        lambda: "Authorization failure on keeper@provider.test" in app.logs(),
+        60,
+        lambda: app.logs()[-3000:],
+        interval=0.5,
+    )
+    logs = app.logs()
+    assert app.exec("test", "-e", "/tmp/pwned")[0] != 0  # the hostile password ran nothing
+    for secret in (HOSTILE, "keeper-pw-2", "not-the-password"):
+        assert secret not in logs
+    code, out = app.exec("stat", "-c", "%a %U", "/etc/mailctl/current/fetchmail/fetchmailrc")
+    assert code == 0, out
+    assert out.split() == ["600", "fetchmail"]

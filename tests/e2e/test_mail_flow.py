@@ -7,10 +7,7 @@ import smtplib
 import pytest
 
 from tests.e2e.appliance import Appliance, message, tls_context
-from tests.e2e.conftest import PASSWORDS
-
-ALICE = ("alice@example.com", PASSWORDS["alice@example.com"])
-BOB = ("bob@example.com", PASSWORDS["bob@example.com"])
+from tests.e2e.data import ALICE, BOB, PASSWORDS
 
 
 def test_auth_is_never_offered_before_tls(appliance: Appliance) -> None:

@@ -9,13 +9,14 @@ import poplib
 import smtplib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
 from tests.e2e.appliance import Appliance, crypt, message, running, tls_context
+from tests.e2e.fixtures import MakeAppliance
+from tests.e2e.util import wait_until
 
 PW = "options-secret-1"
 ALICE = ("alice@example.com", PW)
@@ -97,14 +98,14 @@ def test_admin_sees_every_mailbox_and_a_user_only_their_own(app: Appliance) -> N
     admin = app.imap(*ALICE)
     try:
         _, boxes = admin.list('""', "user/%")
-        names = b" ".join(b for b in boxes if b)
+        names = b" ".join(b for b in boxes if isinstance(b, bytes))
         assert b"user/bob@example.com" in names and b"user/carol@example.com" in names
     finally:
         admin.logout()
     user = app.imap(*BOB)
     try:
         _, boxes = user.list('""', "*")
-        assert b"carol" not in b" ".join(b for b in boxes if b)
+        assert b"carol" not in b" ".join(b for b in boxes if isinstance(b, bytes))
     finally:
         user.logout()
 
@@ -119,50 +120,45 @@ def test_quota_is_set_and_over_quota_mail_is_deferred(app: Appliance) -> None:
     finally:
         imap.logout()
     big = "x" * 1500 * 1024
-    client = app.smtp(587, login=ALICE)
-    mid, text = message(ALICE[0], BOB[0], "too big for bob", body=big)
-    client.sendmail(ALICE[0], [BOB[0]], text)
-    client.quit()
-    deadline = time.monotonic() + 30
-    while True:
-        deferred = [m for m in app.queue() if m["queue_name"] == "deferred"]
-        reasons = json.dumps(deferred)
-        if "quota" in reasons.lower():
-            break
-        assert time.monotonic() < deadline, (app.queue(), app.logs()[-2000:])
-        time.sleep(0.3)
+    mid, code, reply = app.send(ALICE[0], BOB[0], port=587, login=ALICE, body=big)
+    assert code == 250, reply
+    wait_until(
+        lambda: "quota" in json.dumps([m for m in app.queue() if m["queue_name"] == "deferred"]),
+        30,
+        lambda: f"deferred for quota: {app.queue()}\n{app.logs()[-2000:]}",
+        interval=0.3,
+    )
     assert mid not in app.message_ids(*BOB)
 
 
 def test_over_quota_bounces_when_set_and_defers_after_a_live_change(
-    client: docker.DockerClient, tmp_path: Path
+    make_appliance: MakeAppliance,
 ) -> None:
     s = {**settings(), "cyrus": {"over_quota_perm_failure": True}}
-    with running(client, s, tmp_path) as app2:
+    app2 = make_appliance(s)
 
-        def send_big(subject: str) -> str:
-            smtp = app2.smtp(587, login=ALICE)
-            mid, text = message(ALICE[0], BOB[0], subject, body="x" * 1500 * 1024)
-            smtp.sendmail(ALICE[0], [BOB[0]], text)
-            smtp.quit()
-            return mid
+    def send_big(subject: str) -> str:
+        mid, code, reply = app2.send(
+            ALICE[0], BOB[0], port=587, login=ALICE, subject=subject, body="x" * 1500 * 1024
+        )
+        assert code == 250, reply
+        return mid
 
-        send_big("bounced at once")
-        deadline = time.monotonic() + 30
-        while "Over quota" not in (logs := app2.logs()) or "status=bounced" not in logs:
-            assert time.monotonic() < deadline, logs[-2000:]
-            time.sleep(0.3)
-        assert not [m for m in app2.queue() if m["queue_name"] == "deferred"]
-        app2.write_settings({**s, "cyrus": {"over_quota_perm_failure": False}})
-        deadline = time.monotonic() + 15
-        while app2.readyz()[1]["revision"] == "000001":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        send_big("deferred now")
-        deadline = time.monotonic() + 30
-        while not [m for m in app2.queue() if m["queue_name"] == "deferred"]:
-            assert time.monotonic() < deadline, (app2.queue(), app2.logs()[-2000:])
-            time.sleep(0.3)
+    def deferred() -> list[dict[str, Any]]:
+        return [m for m in app2.queue() if m["queue_name"] == "deferred"]
+
+    send_big("bounced at once")
+    wait_until(
+        lambda: "Over quota" in (logs := app2.logs()) and "status=bounced" in logs,
+        30,
+        lambda: app2.logs()[-2000:],
+        interval=0.3,
+    )
+    assert not deferred()
+    app2.write_settings({**s, "cyrus": {"over_quota_perm_failure": False}})
+    wait_until(lambda: app2.readyz()[1]["revision"] != "000001", 15, "the change applied")
+    send_big("deferred now")
+    wait_until(deferred, 30, lambda: f"{app2.queue()}\n{app2.logs()[-2000:]}", interval=0.3)
 
 
 @pytest.mark.parametrize("port", [110, 995])
@@ -199,40 +195,39 @@ def test_pop3_refuses_plaintext_login_without_tls(app: Appliance) -> None:
         pop.close()
 
 
-def test_removed_user_keeps_mail_until_purged(client: docker.DockerClient, tmp_path: Path) -> None:
-    with running(client, settings(), tmp_path / "s") as app:
-        smtp = app.smtp(587, login=ALICE)
-        mid, text = message(ALICE[0], CAROL[0], "before removal")
-        smtp.sendmail(ALICE[0], [CAROL[0]], text)
-        smtp.quit()
-        app.wait_delivered(*CAROL, mid)
-        changed = settings()
-        changed["users"] = changed["users"][:2]
-        app.write_settings(changed)
-        deadline = time.monotonic() + 20
-        while (
-            "carol@example.com (no such user any more)"
-            not in app.exec("mailctl", "mailbox", "list")[1]
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        with pytest.raises(imaplib.IMAP4.error):
-            app.imap(*CAROL)  # no login any more...
-        admin = app.imap(*ALICE)  # ...but the mail is still there
-        try:
-            assert admin.setacl("user/carol@example.com", ALICE[0], "lr")[0] == "OK"
-            typ, data = admin.select("user/carol@example.com", readonly=True)
-            assert typ == "OK" and int(data[0]) >= 1
-        finally:
-            admin.logout()
-        code, out = app.exec("mailctl", "mailbox", "purge", BOB[0])
-        assert code == 2 and "still a user" in out
-        code, out = app.exec("mailctl", "mailbox", "purge", CAROL[0])
-        assert code == 0, out
-        assert "carol" not in app.exec("mailctl", "mailbox", "list")[1]
+def test_removed_user_keeps_mail_until_purged(make_appliance: MakeAppliance) -> None:
+    app = make_appliance(settings())
+    mid, code, reply = app.send(ALICE[0], CAROL[0], port=587, login=ALICE)
+    assert code == 250, reply
+    app.wait_delivered(*CAROL, mid)
+    changed = settings()
+    changed["users"] = changed["users"][:2]
+    app.write_settings(changed)
+    wait_until(
+        lambda: (
+            "carol@example.com (no such user any more)" in app.exec("mailctl", "mailbox", "list")[1]
+        ),
+        20,
+        "carol listed as removed",
+        interval=0.2,
+    )
+    with pytest.raises(imaplib.IMAP4.error):
+        app.imap(*CAROL)  # no login any more...
+    admin = app.imap(*ALICE)  # ...but the mail is still there
+    try:
+        assert admin.setacl("user/carol@example.com", ALICE[0], "lr")[0] == "OK"
+        typ, data = admin.select("user/carol@example.com", readonly=True)
+        assert typ == "OK" and int(data[0] or 0) >= 1
+    finally:
+        admin.logout()
+    code, out = app.exec("mailctl", "mailbox", "purge", BOB[0])
+    assert code == 2 and "still a user" in out
+    code, out = app.exec("mailctl", "mailbox", "purge", CAROL[0])
+    assert code == 0, out
+    assert "carol" not in app.exec("mailctl", "mailbox", "list")[1]
 
 
-def test_env_only_setup(client: docker.DockerClient, tmp_path: Path) -> None:
+def test_env_only_setup(make_appliance: MakeAppliance) -> None:
     users = [{"address": "office@example.org", "password_hash": crypt("office-pw-1")}]
     env = {
         "MAIL_HOSTNAME": "mail.example.org",
@@ -240,9 +235,9 @@ def test_env_only_setup(client: docker.DockerClient, tmp_path: Path) -> None:
         "MAIL_USERS": json.dumps(users),
         "MAIL_GREYLISTING__ENABLED": "false",
     }
-    with running(client, None, tmp_path / "empty", environment=env) as app:
-        smtp = app.smtp(587, login=("office@example.org", "office-pw-1"))
-        mid, text = message("office@example.org", "office@example.org", "env only")
-        smtp.sendmail("office@example.org", ["office@example.org"], text)
-        smtp.quit()
-        app.wait_delivered("office@example.org", "office-pw-1", mid)
+    app = make_appliance(None, environment=env)
+    smtp = app.smtp(587, login=("office@example.org", "office-pw-1"))
+    mid, text = message("office@example.org", "office@example.org", "env only")
+    smtp.sendmail("office@example.org", ["office@example.org"], text)
+    smtp.quit()
+    app.wait_delivered("office@example.org", "office-pw-1", mid)

@@ -11,17 +11,17 @@ gateway, so the appliance sees them as the bridge gateway (appliance.bridge_gate
 
 from __future__ import annotations
 
-import smtplib
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
 import pytest
 
 from tests.e2e import peers
-from tests.e2e.appliance import Appliance, bridge_gateway, crypt, message, running
+from tests.e2e.appliance import Appliance, bridge_gateway, crypt, message
+from tests.e2e.fixtures import MakeAppliance
+from tests.e2e.util import wait_until
 
 PW = "peers-secret-1"
 ALICE = ("alice@example.com", PW)
@@ -52,24 +52,21 @@ def base(**extra: Any) -> dict[str, Any]:
     }
 
 
-def stranger(app: Appliance, sender: str, rcpt: str) -> tuple[int, str]:
-    """MAIL FROM and RCPT TO from outside on port 25: the first refusal, or the RCPT reply."""
-    c = smtplib.SMTP("127.0.0.1", app.ports[25], timeout=30)
-    try:
-        c.ehlo("client.mailctl.test")
-        code, reply = c.mail(sender)
-        if code == 250:
-            code, reply = c.rcpt(rcpt)
-        return code, reply.decode()
-    finally:
-        c.close()
+def rcpt_until(
+    app: Appliance, sender: str, done: Callable[[int, str], bool], timeout: float = 15
+) -> tuple[int, str]:
+    """Ask RCPT TO alice as a stranger again until done(code, text); the last reply."""
+
+    def answer() -> tuple[int, str] | None:
+        code, text = app.rcpt(sender, ALICE[0])
+        return (code, text) if done(code, text) else None
+
+    return wait_until(answer, timeout, lambda: app.logs()[-2000:], interval=0.2)
 
 
 def send(app: Appliance, login: tuple[str, str], to: str, subject: str) -> str:
-    mid, text = message(login[0], to, subject)
-    c = app.smtp(587, login=login)
-    c.sendmail(login[0], [to], text)
-    c.quit()
+    mid, code, reply = app.send(login[0], to, port=587, login=login, subject=subject)
+    assert code == 250, reply
     return mid
 
 
@@ -145,57 +142,55 @@ RELAY_FILES = {"r1.pw": RELAY_USER[1] + "\n", "r2.pw": SENDER_RELAY_USER[1] + "\
 
 
 def test_relayhost_and_sender_dependent_relay_with_sasl_and_tls(
-    client: docker.DockerClient, mta_clean: tuple[peers.Mta, peers.Mta], tmp_path: Path
+    make_appliance: MakeAppliance, mta_clean: tuple[peers.Mta, peers.Mta]
 ) -> None:
     mta, mta2 = mta_clean
     # P3/P4: a catch-all mailbox, and an alias with a local and an external target
     aliases = {"@example.com": ALICE[0], "fwd@example.com": [BOB[0], "friend@far.test"]}
-    with running(
-        client,
+    app = make_appliance(
         relay_settings(mta, mta2, smtp={"tls_loglevel": 1}, aliases=aliases),
-        tmp_path,
         extra_files=RELAY_FILES,
-    ) as app:
-        mid_a = send(app, ALICE, "fwd@example.com", "through the relay host")
-        mid_b = send(app, BOB, "friend@far.test", "through bob's own relay host")
-        [got_a] = mta.wait_mails(1)
-        [got_b] = mta2.wait_mails(1)
-        assert mid_a in got_a and mid_b in got_b
-        assert "X-Original-To: friend@far.test" in got_a
-        app.wait_delivered(*BOB, mid_a)  # the local target of the same alias
-        mid_c = send(app, BOB, "nobody-here@example.com", "to the catch-all")
-        app.wait_delivered(*ALICE, mid_c)
-        mid_d = send(app, ALICE, BOB[0], "a real user is not caught")
-        app.wait_delivered(*BOB, mid_d)
-        assert mta.sasl_usernames()[-1:] == [RELAY_USER[0]]
-        assert mta2.sasl_usernames()[-1:] == [SENDER_RELAY_USER[0]]
-        logs = app.logs()
-        assert f"TLS connection established to {mta.ip}" in logs.replace("[", "").replace("]", "")
-        code, out = app.exec("sh", "-c", "stat -c '%a %U' /etc/postfix/relay_passwords*")
-        assert code == 0 and out.split() == ["600", "root", "600", "root"], out
-        for secret in (RELAY_USER[1], SENDER_RELAY_USER[1]):
-            assert secret not in logs
+    )
+    mid_a = send(app, ALICE, "fwd@example.com", "through the relay host")
+    mid_b = send(app, BOB, "friend@far.test", "through bob's own relay host")
+    [got_a] = mta.wait_mails(1)
+    [got_b] = mta2.wait_mails(1)
+    assert mid_a in got_a and mid_b in got_b
+    assert "X-Original-To: friend@far.test" in got_a
+    app.wait_delivered(*BOB, mid_a)  # the local target of the same alias
+    mid_c = send(app, BOB, "nobody-here@example.com", "to the catch-all")
+    app.wait_delivered(*ALICE, mid_c)
+    mid_d = send(app, ALICE, BOB[0], "a real user is not caught")
+    app.wait_delivered(*BOB, mid_d)
+    assert mta.sasl_usernames()[-1:] == [RELAY_USER[0]]
+    assert mta2.sasl_usernames()[-1:] == [SENDER_RELAY_USER[0]]
+    logs = app.logs()
+    assert f"TLS connection established to {mta.ip}" in logs.replace("[", "").replace("]", "")
+    code, out = app.exec("sh", "-c", "stat -c '%a %U' /etc/postfix/relay_passwords*")
+    assert code == 0 and out.split() == ["600", "root", "600", "root"], out
+    for secret in (RELAY_USER[1], SENDER_RELAY_USER[1]):
+        assert secret not in logs
 
 
 def test_dialup_holds_outbound_mail_until_flush(
-    client: docker.DockerClient, mta_clean: tuple[peers.Mta, peers.Mta], tmp_path: Path
+    make_appliance: MakeAppliance, mta_clean: tuple[peers.Mta, peers.Mta]
 ) -> None:
     mta, _ = mta_clean
     settings = relay_settings(mta, _, smtp={"dialup": True})
-    with running(client, settings, tmp_path, extra_files=RELAY_FILES) as app:
-        mid = send(app, ALICE, "friend@far.test", "wait for the line")
-        time.sleep(3)
-        assert mta.mails() == []
-        queued = app.queue()
-        assert len(queued) == 1 and "deferred transport" in str(queued[0]), queued
-        code, out = app.cli("queue", "flush")
-        assert code == 0, out
-        [got] = mta.wait_mails(1)
-        assert mid in got
+    app = make_appliance(settings, extra_files=RELAY_FILES)
+    mid = send(app, ALICE, "friend@far.test", "wait for the line")
+    time.sleep(3)
+    assert mta.mails() == []
+    queued = app.queue()
+    assert len(queued) == 1 and "deferred transport" in str(queued[0]), queued
+    code, out = app.cli("queue", "flush")
+    assert code == 0, out
+    [got] = mta.wait_mails(1)
+    assert mid in got
 
 
 def test_address_verification_refuses_unknown_backend_recipient(
-    client: docker.DockerClient, mta_clean: tuple[peers.Mta, peers.Mta], tmp_path: Path
+    make_appliance: MakeAppliance, mta_clean: tuple[peers.Mta, peers.Mta]
 ) -> None:
     mta, _ = mta_clean
     settings = base(
@@ -210,76 +205,70 @@ def test_address_verification_refuses_unknown_backend_recipient(
             ]
         },
     )
-    with running(client, settings, tmp_path) as app:
-        code, reply = stranger(app, "someone@cgnat.test", "nobody@backend.test")
-        # the probe's answer from the backend, passed on at RCPT time
-        assert code in (450, 550), reply
-        assert "Recipient address rejected" in reply and "User unknown" in reply, reply
-        code, reply = stranger(app, "someone@cgnat.test", "known@backend.test")
-        assert code == 250, reply
-        # results are kept on the postfix-data volume
-        assert app.exec("test", "-s", "/var/lib/postfix/verify_cache.db")[0] == 0
+    app = make_appliance(settings)
+    code, reply = app.rcpt("someone@cgnat.test", "nobody@backend.test")
+    # the probe's answer from the backend, passed on at RCPT time
+    assert code in (450, 550), reply
+    assert "Recipient address rejected" in reply and "User unknown" in reply, reply
+    code, reply = app.rcpt("someone@cgnat.test", "known@backend.test")
+    assert code == 250, reply
+    # results are kept on the postfix-data volume
+    assert app.exec("test", "-s", "/var/lib/postfix/verify_cache.db")[0] == 0
 
 
 def test_blocklist_sender_mx_and_resolv_conf_follow_the_dns(
-    client: docker.DockerClient, dns: peers.Dns, clean_dns: peers.Dns, tmp_path: Path
+    client: docker.DockerClient,
+    make_appliance: MakeAppliance,
+    dns: peers.Dns,
+    clean_dns: peers.Dns,
 ) -> None:
     settings = base(rbl={"lists": ["bl.test"]})
-    with running(client, settings, tmp_path, dns=[clean_dns.ip]) as app:
-        # P8: the guide's bogon list refuses a sender whose MX is private
-        code, reply = stranger(app, "someone@private.test", ALICE[0])
-        assert code == 554 and "IANA reserved address RFC1918" in reply, reply
-        code, reply = stranger(app, "someone@cgnat.test", ALICE[0])
-        assert code == 250, reply
-        # R1: the resolver changes; Postfix's chroot copy follows, and P10 now refuses
-        app.exec("sh", "-c", f"echo 'nameserver {dns.ip}' > /etc/resolv.conf")
-        deadline = time.monotonic() + 15
-        while (result := stranger(app, "someone@cgnat.test", ALICE[0]))[0] != 554:
-            assert time.monotonic() < deadline, (result, app.logs()[-2000:])
-            time.sleep(0.2)
-        assert "Blocked by test list" in result[1], result
-        assert "chroot copy of /etc/resolv.conf updated" in app.logs()
-        # a whitelisted client is not checked
-        app.write_settings(
-            {**settings, "rbl": {"lists": ["bl.test"], "whitelist": [bridge_gateway(client)]}}
-        )
-        deadline = time.monotonic() + 15
-        while (result := stranger(app, "someone@cgnat.test", ALICE[0]))[0] != 250:
-            assert time.monotonic() < deadline, result
-            time.sleep(0.2)
+    app = make_appliance(settings, dns=[clean_dns.ip])
+    # P8: the guide's bogon list refuses a sender whose MX is private
+    code, reply = app.rcpt("someone@private.test", ALICE[0])
+    assert code == 554 and "IANA reserved address RFC1918" in reply, reply
+    code, reply = app.rcpt("someone@cgnat.test", ALICE[0])
+    assert code == 250, reply
+    # R1: the resolver changes; Postfix's chroot copy follows, and P10 now refuses
+    app.exec("sh", "-c", f"echo 'nameserver {dns.ip}' > /etc/resolv.conf")
+    code, reply = rcpt_until(app, "someone@cgnat.test", lambda code, _: code == 554)
+    assert "Blocked by test list" in reply, reply
+    assert "chroot copy of /etc/resolv.conf updated" in app.logs()
+    # a whitelisted client is not checked
+    app.write_settings(
+        {**settings, "rbl": {"lists": ["bl.test"], "whitelist": [bridge_gateway(client)]}}
+    )
+    rcpt_until(app, "someone@cgnat.test", lambda code, _: code == 250)
 
 
 def test_client_access_by_name_and_by_network(
-    client: docker.DockerClient, clean_dns: peers.Dns, tmp_path: Path
+    client: docker.DockerClient, make_appliance: MakeAppliance, clean_dns: peers.Dns
 ) -> None:
     gateway = bridge_gateway(client)
     clean_dns.set_records(
         [*BASE_RECORDS, f"PTR {gateway} gw-client.test", f"A gw-client.test {gateway}"]
     )
     settings = base(access={"clients": {"gw-client.test": "REJECT known by name"}})
-    with running(client, settings, tmp_path, dns=[clean_dns.ip]) as app:
-        code, reply = stranger(app, "someone@cgnat.test", ALICE[0])  # hash table, by name
-        assert code == 554 and "known by name" in reply, reply
-        app.write_settings(
-            {**settings, "access": {"clients": {f"{gateway}/32": "REJECT known by network"}}}
-        )  # cidr table
-        deadline = time.monotonic() + 15
-        while "known by network" not in (result := stranger(app, "x@cgnat.test", ALICE[0]))[1]:
-            assert time.monotonic() < deadline, result
-            time.sleep(0.2)
-        assert result[0] == 554
+    app = make_appliance(settings, dns=[clean_dns.ip])
+    code, reply = app.rcpt("someone@cgnat.test", ALICE[0])  # hash table, by name
+    assert code == 554 and "known by name" in reply, reply
+    app.write_settings(
+        {**settings, "access": {"clients": {f"{gateway}/32": "REJECT known by network"}}}
+    )  # cidr table
+    code, _ = rcpt_until(app, "x@cgnat.test", lambda _, text: "known by network" in text)
+    assert code == 554
 
 
 def test_internet_preset_refuses_unknown_sender_domain(
-    client: docker.DockerClient, clean_dns: peers.Dns, tmp_path: Path
+    make_appliance: MakeAppliance, clean_dns: peers.Dns
 ) -> None:
     settings = base(restrictions={"preset": "internet"})
-    with running(client, settings, tmp_path, dns=[clean_dns.ip]) as app:
-        code, reply = stranger(app, "someone@nowhere.test", ALICE[0])
-        assert code in (450, 550) and "Domain not found" in reply, reply
+    app = make_appliance(settings, dns=[clean_dns.ip])
+    code, reply = app.rcpt("someone@nowhere.test", ALICE[0])
+    assert code in (450, 550) and "Domain not found" in reply, reply
 
 
-def test_ldap_mechanism(client: docker.DockerClient, tmp_path: Path) -> None:
+def test_ldap_mechanism(client: docker.DockerClient, make_appliance: MakeAppliance) -> None:
     with peers.running(
         client, peers.Ldap, users={"lara@example.com": "lara-pw-1"}, ldap_base="dc=example,dc=com"
     ) as ldap:
@@ -296,14 +285,14 @@ def test_ldap_mechanism(client: docker.DockerClient, tmp_path: Path) -> None:
             },
             "users": [{"address": "lara@example.com"}],
         }
-        with running(client, settings, tmp_path) as app:
-            assert app.can_login("lara@example.com", "lara-pw-1")
-            assert not app.can_login("lara@example.com", "lara-pw-2")
-            app.imap("lara@example.com", "lara-pw-1").logout()
+        app = make_appliance(settings)
+        assert app.can_login("lara@example.com", "lara-pw-1")
+        assert not app.can_login("lara@example.com", "lara-pw-2")
+        app.imap("lara@example.com", "lara-pw-1").logout()
 
 
 def test_fetchmail_from_a_dovecot_provider_pop3_plain_and_imaps(
-    client: docker.DockerClient, tmp_path: Path
+    client: docker.DockerClient, make_appliance: MakeAppliance
 ) -> None:
     users = {"pat": "pat-pw-1", "kim": "kim-pw-1"}
     with peers.running(client, peers.Pop, users=users) as pop:
@@ -340,13 +329,8 @@ def test_fetchmail_from_a_dovecot_provider_pop3_plain_and_imaps(
             }
         )
         files = {"pat.pw": "pat-pw-1\n", "kim.pw": "kim-pw-1\n"}
-        with running(
-            client, settings, tmp_path, extra_files=files, extra_hosts={"pop.provider.test": pop.ip}
-        ) as app:
-            app.wait_delivered(*ALICE, pop_mid, timeout=60)
-            app.wait_delivered(*BOB, imap_mid, timeout=60)
-            deadline = time.monotonic() + 30
-            while pop.count("pat") != 0:
-                assert time.monotonic() < deadline
-                time.sleep(0.5)
-            assert pop.count("kim") == 1
+        app = make_appliance(settings, extra_files=files, extra_hosts={"pop.provider.test": pop.ip})
+        app.wait_delivered(*ALICE, pop_mid, timeout=60)
+        app.wait_delivered(*BOB, imap_mid, timeout=60)
+        wait_until(lambda: pop.count("pat") == 0, 30, "pat's mail fetched", interval=0.5)
+        assert pop.count("kim") == 1

@@ -9,16 +9,16 @@ container on the same network.
 from __future__ import annotations
 
 import json
-import smtplib
 import time
 
 import docker
 import pytest
 
-from tests.e2e.appliance import IMAGE, LABEL, Appliance, bridge_gateway, message
-from tests.e2e.conftest import PASSWORDS, base_settings
+from tests.e2e.appliance import IMAGE, Appliance, bridge_gateway
+from tests.e2e.data import ALICE, base_settings
+from tests.e2e.util import LABEL, RUN_ID, wait_until
 
-ALICE = ("alice@example.com", PASSWORDS["alice@example.com"])
+OUTSIDE = "outside.mailctl.test"
 
 # Relay attempts from the classic list: each must be refused for an outside client.
 RELAY_TRICKS = [
@@ -33,29 +33,14 @@ RELAY_TRICKS = [
 ]
 
 
-def rcpt_reply(appliance: Appliance, sender: str, rcpt: str) -> tuple[int, bytes]:
-    client = smtplib.SMTP("127.0.0.1", appliance.ports[25], timeout=20)
-    try:
-        client.ehlo("outside.mailctl.test")
-        client.mail(sender)
-        return client.rcpt(rcpt)
-    finally:
-        client.close()
-
-
 def test_stranger_is_greylisted_then_accepted_after_the_delay(appliance: Appliance) -> None:
     sender = f"friend-{time.monotonic_ns()}@sender.mailctl.test"
-    code, reply = rcpt_reply(appliance, sender, ALICE[0])
+    code, reply = appliance.rcpt(sender, ALICE[0], helo=OUTSIDE)
     assert code == 450, reply
-    assert b"reylist" in reply
+    assert "reylist" in reply
     time.sleep(4)  # the test appliance's delay is 3 s
-    client = smtplib.SMTP("127.0.0.1", appliance.ports[25], timeout=20)
-    mid, text = message(sender, ALICE[0], "after greylisting")
-    try:
-        client.ehlo("outside.mailctl.test")
-        assert client.sendmail(sender, [ALICE[0]], text) == {}
-    finally:
-        client.quit()
+    mid, code, reply = appliance.send(sender, ALICE[0], helo=OUTSIDE, subject="after greylisting")
+    assert code == 250, reply
     appliance.wait_delivered(*ALICE, mid)
 
 
@@ -66,23 +51,27 @@ def test_greylisting_whitelists_recipients_and_clients(
     settings["greylisting"]["whitelist_recipients"] = [ALICE[0]]
     fresh.write_settings(settings)
     sender = f"friend-{time.monotonic_ns()}@sender.mailctl.test"
-    deadline = time.monotonic() + 15
-    while (result := rcpt_reply(fresh, sender, ALICE[0]))[0] != 250:
-        assert time.monotonic() < deadline, result
-        time.sleep(0.2)
-    code, reply = rcpt_reply(fresh, sender, "bob@example.com")
-    assert code == 450 and b"reylist" in reply, reply  # only alice is whitelisted
+    wait_until(
+        lambda: fresh.rcpt(sender, ALICE[0], helo=OUTSIDE)[0] == 250,
+        15,
+        "alice whitelisted",
+        interval=0.2,
+    )
+    code, reply = fresh.rcpt(sender, "bob@example.com", helo=OUTSIDE)
+    assert code == 450 and "reylist" in reply, reply  # only alice is whitelisted
     settings["greylisting"]["whitelist_clients"] = [bridge_gateway(client)]
     fresh.write_settings(settings)
-    deadline = time.monotonic() + 15
-    while (result := rcpt_reply(fresh, f"new-{sender}", "bob@example.com"))[0] != 250:
-        assert time.monotonic() < deadline, result
-        time.sleep(0.2)
+    wait_until(
+        lambda: fresh.rcpt(f"new-{sender}", "bob@example.com", helo=OUTSIDE)[0] == 250,
+        15,
+        "the bridge gateway whitelisted",
+        interval=0.2,
+    )
 
 
 @pytest.mark.parametrize("rcpt", RELAY_TRICKS)
 def test_relay_through_published_port_is_refused(appliance: Appliance, rcpt: str) -> None:
-    code, reply = rcpt_reply(appliance, "someone@sender.mailctl.test", rcpt)
+    code, reply = appliance.rcpt("someone@sender.mailctl.test", rcpt, helo=OUTSIDE)
     assert 500 <= code < 600, (code, reply)
 
 
@@ -104,7 +93,7 @@ print(json.dumps(out))
         IMAGE,
         entrypoint=["/opt/mailctl/bin/python", "-c", script],
         dns=["127.0.0.1"],
-        labels={LABEL: "1"},
+        labels={LABEL: RUN_ID},
         detach=True,
     )
     try:
@@ -124,5 +113,5 @@ def test_logged_in_user_may_send_outward_but_stranger_may_not(appliance: Applian
         client.rset()
     finally:
         client.close()
-    code, _ = rcpt_reply(appliance, ALICE[0], "someone@example.net")
+    code, _ = appliance.rcpt(ALICE[0], "someone@example.net", helo=OUTSIDE)
     assert code >= 500

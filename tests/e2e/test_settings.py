@@ -3,41 +3,29 @@
 from __future__ import annotations
 
 import copy
-import smtplib
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
+import yaml
 
-from tests.e2e.appliance import Appliance, crypt, message, start
-from tests.e2e.conftest import PASSWORDS, base_settings
-
-ALICE = ("alice@example.com", PASSWORDS["alice@example.com"])
+from tests.e2e.appliance import Appliance, crypt
+from tests.e2e.data import ALICE, BASE_FILES, PASSWORDS, base_settings
+from tests.e2e.fixtures import MakeAppliance
+from tests.e2e.util import wait_until
 
 
 def rcpt_code(app: Appliance, rcpt: str) -> int:
-    try:
-        client = app.smtp(587, login=ALICE)
-    except (smtplib.SMTPException, OSError):
-        return 0  # Postfix is reloading: try again
-    try:
-        client.mail(ALICE[0])
-        return client.rcpt(rcpt)[0]
-    except smtplib.SMTPException:
-        return 0
-    finally:
-        client.close()
+    """Alice's RCPT TO reply on 587 (0 while Postfix is reloading: try again)."""
+    return app.rcpt(ALICE[0], rcpt, port=587, login=ALICE)[0]
 
 
-def wait_for(predicate: Any, timeout: float = 30.0) -> float:
+def seconds_until(predicate: Any, timeout: float = 30.0) -> float:
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    wait_until(predicate, timeout, "the change to go live", interval=0.02)
+    return time.monotonic() - t0
 
 
 def test_alias_and_user_added_live_without_restart(fresh: Appliance) -> None:
@@ -47,17 +35,16 @@ def test_alias_and_user_added_live_without_restart(fresh: Appliance) -> None:
     assert rcpt_code(fresh, "sales@example.com") == 550
     settings["aliases"]["sales@example.com"] = "bob@example.com"
     fresh.write_settings(settings)
-    seconds = wait_for(lambda: rcpt_code(fresh, "sales@example.com") == 250)
+    seconds = seconds_until(lambda: rcpt_code(fresh, "sales@example.com") == 250)
     print(f"\nalias live {seconds:.3f}s after the settings file was replaced")
 
     settings["users"].append({"address": "carol@example.com", "password_hash": crypt("carol-pw-3")})
     fresh.write_settings(settings)
-    seconds = wait_for(lambda: rcpt_code(fresh, "carol@example.com") == 250)
+    seconds = seconds_until(lambda: rcpt_code(fresh, "carol@example.com") == 250)
     print(f"user live {seconds:.3f}s after the settings file was replaced")
-    client = fresh.smtp(587, login=("carol@example.com", "carol-pw-3"))
-    mid, text = message("carol@example.com", "carol@example.com", "to myself")
-    client.sendmail("carol@example.com", ["carol@example.com"], text)
-    client.quit()
+    carol = ("carol@example.com", "carol-pw-3")
+    mid, code, _ = fresh.send(carol[0], carol[0], port=587, login=carol, subject="to myself")
+    assert code == 250
     fresh.wait_delivered("carol@example.com", "carol-pw-3", mid)
     assert fresh.pid_of("postfix") == pid  # reloaded, not restarted
     assert fresh.readyz()[0] == 200
@@ -71,7 +58,7 @@ def test_same_content_is_a_no_op(fresh: Appliance) -> None:
     assert fresh.readyz()[1]["revision"] == before
 
 
-BAD_LIVE = {
+BAD_LIVE: dict[str, tuple[dict[str, Any], str]] = {
     "wrong type": ({"smtp": {"message_size_limit": "huge"}}, "smtp.message_size_limit"),
     "unknown key": ({"smtp": {"mesage_size_limit": 1}}, "smtp.mesage_size_limit"),
     "local and virtual": ({"local_domains": ["example.com"]}, "domains"),
@@ -95,15 +82,13 @@ def test_bad_live_change_keeps_old_config_serving(fresh: Appliance, case: str) -
         code, body = fresh.readyz()
         return code == 503 and setting in " ".join(body["problems"])
 
-    wait_for(refused, timeout=15)
+    wait_until(refused, 15, f"a 503 naming {setting}")
     body = fresh.readyz()[1]
     assert body["revision"] == revision
     assert setting in fresh.logs()
     # The old config still serves mail.
-    mid, text = message(ALICE[0], "bob@example.com", f"still working after {case}")
-    client = fresh.smtp(587, login=ALICE)
-    client.sendmail(ALICE[0], ["bob@example.com"], text)
-    client.quit()
+    mid, code, _ = fresh.send(ALICE[0], "bob@example.com", port=587, login=ALICE, subject=case)
+    assert code == 250
     fresh.wait_delivered("bob@example.com", PASSWORDS["bob@example.com"], mid)
     code, out = fresh.exec("postconf", "-h", "mynetworks")
     assert code == 0, out
@@ -121,46 +106,34 @@ BAD_START: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.mark.parametrize("case", list(BAD_START))
 def test_invalid_settings_stop_the_controller_at_start(
-    client: docker.DockerClient, tmp_path: Path, case: str
+    make_appliance: MakeAppliance, case: str
 ) -> None:
     change, setting = BAD_START[case]
     settings = copy.deepcopy(base_settings())
     settings.update(change)
-    app = start(client, settings, tmp_path / "s", wait=False, extra_files={"bob.pw": "x\n"})
-    try:
-        result = app.container.wait(timeout=60)
-        assert result["StatusCode"] != 0
-        logs = app.logs()
-        assert "cannot start" in logs and setting in logs, logs[-2000:]
-    finally:
-        app.container.remove(force=True, v=True)
+    app = make_appliance(settings, wait=False, extra_files=BASE_FILES)
+    result = app.container.wait(timeout=60)
+    assert result["StatusCode"] != 0
+    logs = app.logs()
+    assert "cannot start" in logs and setting in logs, logs[-2000:]
 
 
-def test_own_docker_network_is_refused_as_trusted(
-    client: docker.DockerClient, tmp_path: Path
-) -> None:
+def test_own_docker_network_is_refused_as_trusted(make_appliance: MakeAppliance) -> None:
     # Docker's default bridge: the container's own subnet (172.17.0.0/16 here).
     settings = base_settings()
     settings["networks"] = ["172.16.0.0/12"]
-    app = start(client, settings, tmp_path / "s", wait=False, extra_files={"bob.pw": "x\n"})
-    try:
-        assert app.container.wait(timeout=60)["StatusCode"] != 0
-        assert "open relay" in app.logs()
-    finally:
-        app.container.remove(force=True, v=True)
+    app = make_appliance(settings, wait=False, extra_files=BASE_FILES)
+    assert app.container.wait(timeout=60)["StatusCode"] != 0
+    assert "open relay" in app.logs()
 
 
 def test_kubernetes_configmap_symlink_swap_is_applied(
-    client: docker.DockerClient, tmp_path: Path
+    make_appliance: MakeAppliance, tmp_path: Path
 ) -> None:
     """A ConfigMap volume: settings.yaml -> ..data/settings.yaml, ..data -> ..TIMESTAMP.
 
     Kubernetes updates it by writing a new ..TIMESTAMP directory and renaming a
     new ..data link over the old one; settings.yaml itself never changes."""
-    import os
-
-    import yaml
-
     root = tmp_path / "configmap"
     root.mkdir()
 
@@ -177,12 +150,9 @@ def test_kubernetes_configmap_symlink_swap_is_applied(
     publish(settings, "2026_01_01_00_00_00.1")
     (root / "settings.yaml").symlink_to("..data/settings.yaml")
     (root / "bob.pw").symlink_to("..data/bob.pw")
-    app = start(client, None, root)
-    try:
-        assert rcpt_code(app, "k8s@example.com") == 550
-        settings["aliases"]["k8s@example.com"] = "alice@example.com"
-        publish(settings, "2026_01_01_00_01_00.2")
-        seconds = wait_for(lambda: rcpt_code(app, "k8s@example.com") == 250)
-        print(f"\nConfigMap swap live after {seconds:.3f}s")
-    finally:
-        app.container.remove(force=True, v=True)
+    app = make_appliance(None, settings_dir=root)
+    assert rcpt_code(app, "k8s@example.com") == 550
+    settings["aliases"]["k8s@example.com"] = "alice@example.com"
+    publish(settings, "2026_01_01_00_01_00.2")
+    seconds = seconds_until(lambda: rcpt_code(app, "k8s@example.com") == 250)
+    print(f"\nConfigMap swap live after {seconds:.3f}s")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+import smtplib
 import time
+from typing import Any
 
 import pytest
 
-from tests.e2e.appliance import Appliance, message
-from tests.e2e.conftest import PASSWORDS
-
-ALICE = ("alice@example.com", PASSWORDS["alice@example.com"])
+from tests.e2e.appliance import Appliance
+from tests.e2e.data import ALICE
+from tests.e2e.util import wait_until
 
 
 @pytest.mark.parametrize("daemon", ["postfix", "cyrus", "saslauthd", "postgrey"])
@@ -19,29 +20,23 @@ def test_sigkilled_daemon_is_restarted(fresh: Appliance, daemon: str) -> None:
     restarts = fresh.readyz()[1]["daemons"][daemon]["restarts"]
     code, out = fresh.exec("sh", "-c", f"kill -KILL {old}")
     assert code == 0, out
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def back() -> dict[str, Any] | None:
         status, body = fresh.readyz()
-        info = body["daemons"][daemon]
-        if status == 200 and info["pid"] not in (None, old):
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"{daemon} not back: {body}\n{fresh.logs()[-3000:]}")
+        info: dict[str, Any] = body["daemons"][daemon]
+        return info if status == 200 and info["pid"] not in (None, old) else None
+
+    info = wait_until(back, 30, lambda: f"{daemon} not back\n{fresh.logs()[-3000:]}")
     assert info["restarts"] > restarts
     # Mail flows again end to end.
-    mid, text = message(ALICE[0], ALICE[0], f"after killing {daemon}")
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client = fresh.smtp(587, login=ALICE)
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    client.sendmail(ALICE[0], [ALICE[0]], text)
-    client.quit()
+    mid, code, _ = wait_until(
+        lambda: fresh.send(ALICE[0], ALICE[0], port=587, login=ALICE, subject=daemon),
+        20,
+        "a session on 587",
+        interval=0.2,
+        ignore=(OSError, smtplib.SMTPException),
+    )
+    assert code == 250
     fresh.wait_delivered(*ALICE, mid)
 
 

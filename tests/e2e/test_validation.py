@@ -15,7 +15,8 @@ import docker.errors
 import pytest
 import yaml
 
-from tests.e2e.appliance import IMAGE, LABEL
+from tests.e2e.appliance import IMAGE
+from tests.e2e.util import LABEL, RUN_ID
 
 HASH = "$6$saltsalt$" + "a" * 86
 BASE: dict[str, Any] = {
@@ -34,7 +35,7 @@ def check(client: docker.DockerClient, tmp_path: Path, settings: dict[str, Any])
             ["check"],
             remove=True,
             network_mode="none",
-            labels={LABEL: "1"},
+            labels={LABEL: RUN_ID},
             stderr=True,
             volumes={str(tmp_path): {"bind": "/config", "mode": "ro"}},
         )
