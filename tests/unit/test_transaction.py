@@ -407,3 +407,19 @@ def test_an_unforeseen_exception_is_a_refusal_not_a_crash(
     ready, body = ctl.readiness()
     assert not ready and "unexpected ValueError" in body["last_apply"]["error"]
     assert "s3cret" not in body["last_apply"]["error"]
+
+
+def test_the_queue_is_flushed_three_times_after_cyrus_comes_back(layout: Layout) -> None:
+    clock, runner = FakeClock(), FakeRunner()
+    ctl = Controller(layout, runner=runner, supervisor=Quiet(), clock=clock)
+    cyrus_up = {"ready": True}
+    ctl.supervisor.ready = lambda name: cyrus_up["ready"] or name != "cyrus"  # type: ignore[method-assign]
+    ctl.flush_after_lmtp_outage()
+    assert runner.ran("postqueue") == [], "Cyrus's first start is no outage"
+    cyrus_up["ready"] = False
+    ctl.flush_after_lmtp_outage()
+    cyrus_up["ready"] = True
+    for _ in range(12):
+        ctl.flush_after_lmtp_outage()
+        clock.advance(1.0)
+    assert runner.ran("postqueue") == [["postqueue", "-f"]] * 3
