@@ -79,6 +79,10 @@ class Controller:
         self._mailbox_delays = backoff_delays(1.0, 2.0, 30.0)
         self._lmtp_was_ready: bool | None = None
         self._flushes: list[float] = []  # when to run postqueue -f after an LMTP outage
+        self._lmtp_seen_ready = False  # Cyrus's first start is no outage
+        # Dial-up holds outbound mail until the operator flushes: a flush of ours would
+        # send it. Those deferred LMTP messages wait for Postfix's own retry instead.
+        self._dialup = False
 
     # --- applying settings -----------------------------------------------------------
 
@@ -146,6 +150,7 @@ class Controller:
                 changed=sorted(outcome.changed),
             )
         self._applied_digest = digest
+        self._dialup = gathered.settings.smtp.dialup
         self._retry_at = None
         self._delays = self._retry_delays()
         self.mailboxes_pending = True
@@ -235,10 +240,11 @@ class Controller:
         now = self.clock()
         ready = self.supervisor.ready("cyrus")
         was, self._lmtp_was_ready = self._lmtp_was_ready, ready
-        if ready and was is False:
+        if ready and was is False and self._lmtp_seen_ready and not self._dialup:
             self._flushes = [now + d for d in self.FLUSH_AFTER]
         if not ready:
             self._flushes = []
+        self._lmtp_seen_ready = self._lmtp_seen_ready or ready
         due = [t for t in self._flushes if t <= now]
         if not due or not self.supervisor.ready("postfix"):
             return

@@ -247,7 +247,7 @@ def test_lmdb_tables_and_a_bad_pattern_refused(make_appliance: MakeAppliance) ->
     mid, code, reply = app.send(ALICE[0], "info@example.com", port=587, login=ALICE)
     assert code == 250, reply
     app.wait_delivered(*BOB, mid)
-    # a pattern PCRE cannot compile is refused by postmap; the old config serves on
+    # a pattern PCRE cannot compile is refused, naming the setting; the old config serves on
     revision = app.readyz()[1]["revision"]
     bad = {
         **lmdb,
@@ -263,7 +263,7 @@ def test_lmdb_tables_and_a_bad_pattern_refused(make_appliance: MakeAppliance) ->
         return None if body["last_apply"]["ok"] else body
 
     body = wait_until(refused, 15, "the bad pattern refused", interval=0.2)
-    assert "postmap postfix/helo_access.pcre" in body["last_apply"]["error"], body
+    assert "access.patterns.0" in body["last_apply"]["error"], body
     assert body["revision"] == revision
 
 

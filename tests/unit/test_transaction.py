@@ -412,8 +412,10 @@ def test_an_unforeseen_exception_is_a_refusal_not_a_crash(
 def test_the_queue_is_flushed_three_times_after_cyrus_comes_back(layout: Layout) -> None:
     clock, runner = FakeClock(), FakeRunner()
     ctl = Controller(layout, runner=runner, supervisor=Quiet(), clock=clock)
-    cyrus_up = {"ready": True}
+    cyrus_up = {"ready": False}
     ctl.supervisor.ready = lambda name: cyrus_up["ready"] or name != "cyrus"  # type: ignore[method-assign]
+    ctl.flush_after_lmtp_outage()
+    cyrus_up["ready"] = True
     ctl.flush_after_lmtp_outage()
     assert runner.ran("postqueue") == [], "Cyrus's first start is no outage"
     cyrus_up["ready"] = False
