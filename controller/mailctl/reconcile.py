@@ -188,7 +188,7 @@ class Controller:
     def sync_chroot(self) -> None:
         """Docker may rewrite resolv.conf or hosts at any time: keep the chroot copies."""
         try:
-            changed = chroot.sync(self.layout.chroot, self.layout.root)
+            changed = chroot.sync(self.layout.chroot, self.layout.root, self.layout.owners)
         except OSError as exc:
             say(f"chroot copies: {exc.strerror}")
             return
