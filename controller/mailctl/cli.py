@@ -73,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     output.setup()
     layout = _layout(args)
     ctl = Controller(layout)
+    output.listen(ctl.saw_line)
     received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -9,6 +9,7 @@ supervise and watch only.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from mailctl.apply.transaction import Transaction
 from mailctl.errors import CommandError, MailctlError
 from mailctl.layout import CYRUS_ADMIN, CYRUS_ADMIN_SOCKET, Layout
 from mailctl.render import Bundle
-from mailctl.supervise import output
+from mailctl.supervise import events, output
 from mailctl.supervise.process import backoff_delays
 from mailctl.supervise.supervisor import Supervisor
 
@@ -83,6 +84,14 @@ class Controller:
         # Dial-up holds outbound mail until the operator flushes: a flush of ours would
         # send it. Those deferred LMTP messages wait for Postfix's own retry instead.
         self._dialup = False
+        # Messages whose LMTP connection was cut (a dying lmtpd): queue ID -> when to ask
+        # Postfix for them again. Written by the log threads, read by the loop.
+        self._lost: dict[tuple[str, int], float] = {}  # (queue ID, ask) -> when
+        self._lost_lock = threading.Lock()
+        # smtpd refuses every MAIL FROM (452) while the queue's filesystem has less free
+        # than 1.5 x message_size_limit; readiness says so, or a balancer keeps sending.
+        self._queue_minfree = 0
+        self._cyrus_disabled: str | None = None  # a service cyrmaster switched off
 
     # --- applying settings -----------------------------------------------------------
 
@@ -151,6 +160,7 @@ class Controller:
             )
         self._applied_digest = digest
         self._dialup = gathered.settings.smtp.dialup
+        self._queue_minfree = gathered.settings.smtp.message_size_limit * 3 // 2
         self._retry_at = None
         self._delays = self._retry_delays()
         self.mailboxes_pending = True
@@ -250,11 +260,75 @@ class Controller:
             return
         self._flushes = [t for t in self._flushes if t > now]
         try:
-            self.runner(["postqueue", "-f"], timeout=30)
+            self.runner(["postqueue", "-f"], timeout=30, openable_output=True)
         except CommandError as exc:
             say(f"postqueue -f after Cyrus came back failed: {exc}")
             return
         say("Cyrus answers again: the queue is flushed")
+
+    def reenable_cyrus(self) -> None:
+        """cyrmaster switched a service off "until next SIGHUP": send it one at once."""
+        service, self._cyrus_disabled = self._cyrus_disabled, None
+        if service is None:
+            return
+        say(f"Cyrus switched its {service} service off after repeated failures: reloading it")
+        try:
+            self.reload("cyrus")
+        except MailctlError as exc:
+            say(f"cyrus reload failed: {exc}")
+
+    # Postfix moves a deferred message out of the active queue a moment after it logs
+    # the deferral; `postqueue -i` finds only what is in the deferred queue. Two asks.
+    REDELIVER_AFTER = (1.0, 5.0)
+    REDELIVER_MAX = 100  # queue IDs per tick; more wait for the next one
+
+    def saw_line(self, name: str, line: str) -> None:
+        """A log listener (output.listen): a Cyrus service switched off; messages whose
+        LMTP connection was lost. Plain stores only: this runs in a logging thread."""
+        service = events.cyrus_service_disabled(name, line)
+        if service is not None:
+            self._cyrus_disabled = service
+            self.wake.set()
+            return
+        if name != "postfix":
+            return
+        queue_id = events.lmtp_connection_lost(line)
+        if queue_id is None:
+            return
+        now = self.clock()
+        with self._lost_lock:
+            for ask, delay in enumerate(self.REDELIVER_AFTER):
+                self._lost.setdefault((queue_id, ask), now + delay)
+
+    def redeliver_lost(self) -> None:
+        """Ask Postfix at once for the messages a dying lmtpd left deferred.
+
+        A SIGKILLed lmtpd (or a cyrmaster that takes its children along) cuts the
+        deliveries in flight; Postfix defers those messages for minimal_backoff_time
+        (300 s) although cyrmaster has a new lmtpd up within a second. `postqueue -i`
+        moves just those messages back and lets qmgr forget the dead destination;
+        mail for other destinations keeps its own retry schedule. Nothing is asked
+        while Cyrus is down (its return flushes the queue), nor in dial-up mode."""
+        if not self._lost:
+            return
+        now = self.clock()
+        with self._lost_lock:
+            if self._dialup:
+                self._lost.clear()
+                return
+            if not (self.supervisor.ready("cyrus") and self.supervisor.ready("postfix")):
+                return
+            due = sorted(k for k, t in self._lost.items() if t <= now)[: self.REDELIVER_MAX]
+            for key in due:
+                del self._lost[key]
+        for queue_id, ask in due:
+            try:
+                self.runner(["postqueue", "-i", queue_id], timeout=30, openable_output=True)
+            except CommandError as exc:
+                say(f"postqueue -i {queue_id} failed: {exc}")
+                continue
+            if ask == 0:
+                say(f"{queue_id}: its LMTP connection was lost; delivering it again now")
 
     # --- the main loop -------------------------------------------------------------
 
@@ -276,7 +350,9 @@ class Controller:
             self.apply()
         if self.mailboxes_pending:
             self.sync_mailboxes()
+        self.reenable_cyrus()
         self.flush_after_lmtp_outage()
+        self.redeliver_lost()
         if now - self._last_chroot >= 2.0:
             self._last_chroot = now
             self.sync_chroot()
@@ -302,6 +378,22 @@ class Controller:
 
     # --- what the API shows ------------------------------------------------------------
 
+    def queue_space_problem(self) -> str | None:
+        """Why Postfix refuses mail for want of queue space, or None."""
+        if not self._queue_minfree:
+            return None
+        try:
+            st = os.statvfs(self.layout.chroot)
+        except OSError:
+            return None
+        free = st.f_bavail * st.f_frsize
+        if free >= self._queue_minfree:
+            return None
+        return (
+            f"the queue's filesystem has {free // 1024} KiB free; Postfix refuses mail "
+            f"(452) below {self._queue_minfree // 1024} KiB (1.5 x smtp.message_size_limit)"
+        )
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         problems: list[str] = []
         daemons: dict[str, dict[str, Any]] = {}
@@ -321,6 +413,9 @@ class Controller:
                         + ("" if st.state != "running" else " but not answering")
                     )
             status = self.status
+            full = self.queue_space_problem()
+            if full:
+                problems.append(full)
             if not status.ok:
                 problems.append(f"last settings change failed: {status.error}")
             if status.mailbox_error:

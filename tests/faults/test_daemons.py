@@ -9,6 +9,7 @@ tini: its death ends the container, which Docker's restart policy brings back.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,14 @@ import pytest
 
 from tests.e2e.data import ALICE, BASE_FILES
 from tests.e2e.fixtures import MakeAppliance
-from tests.faults.harness import FaultRun, fault_settings, follow, kill9, pids
+from tests.faults.harness import (
+    FaultRun,
+    cut_lmtp_session,
+    fault_settings,
+    follow,
+    kill9,
+    pids,
+)
 
 
 @dataclass(frozen=True)
@@ -39,18 +47,7 @@ VICTIMS = {
 }
 
 
-# Known open (issue 7): a SIGKILLed lmtpd in the middle of a delivery makes Postfix
-# defer that message until its 300 s retry; only when the killed one was busy, so
-# not strict. The fix (flush on an LMTP deferral while Cyrus stays ready) is pending.
-LMTPD_BUSY = pytest.mark.xfail(
-    reason="a busy lmtpd's message waits for Postfix's 300 s retry (issue 7, open)",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=LMTPD_BUSY) if n == "lmtpd" else n for n in VICTIMS]
-)
+@pytest.mark.parametrize("name", list(VICTIMS))
 def test_kill9_daemon(make_appliance: MakeAppliance, name: str) -> None:
     victim = VICTIMS[name]
     settings = fault_settings()
@@ -72,6 +69,68 @@ def test_kill9_daemon(make_appliance: MakeAppliance, name: str) -> None:
     run.check_recovered()
     run.check_readiness(victim.daemon, pid)
     run.check_delivery()
+
+
+CUT_OFF = "status=deferred (lost connection with"  # Postfix's line for a delivery cut off
+
+
+def test_kill9_busy_lmtpd(make_appliance: MakeAppliance) -> None:
+    """lmtpd killed in the middle of an LMTP session.
+
+    Postfix defers the message it was delivering ("lost connection with ...") and
+    would try it again only after minimal_backoff_time (300 s), though cyrmaster has
+    a new lmtpd up at once. The controller reads the deferral in the log and asks for
+    that message again (postqueue -i), so it arrives within the bound."""
+    app = make_appliance(fault_settings(), extra_files=BASE_FILES)
+    run = FaultRun(app, "kill9-busy-lmtpd", body="z" * 64 * 1024, interval=0.05)
+    run.start()
+    first = pids(app, "lmtpd")
+    run.inject(lambda: cut_lmtp_session(app))
+    run.recovered(
+        expect_unready=False, ready_also=lambda: any(p not in first for p in pids(app, "lmtpd"))
+    )
+    run.finish()
+    logs = app.logs()
+    cut = logs.count(CUT_OFF)
+    asked = logs.count("its LMTP connection was lost; delivering it again now")
+    print(f"    deliveries cut off: {cut}; asked for again by the controller: {asked}")
+    run.check_recovered()
+    run.check_readiness()
+    run.check_delivery()
+    assert cut >= 1, "the kill cut no delivery off: this run proves nothing"
+    assert asked >= 1, "the controller did not ask for the cut-off message again"
+
+
+def test_lmtpd_crash_loop(make_appliance: MakeAppliance) -> None:
+    """lmtpd killed again and again: cyrmaster switches LMTP off "until next SIGHUP".
+
+    After five deaths in ten seconds cyrmaster stops serving LMTP while running on;
+    nothing would deliver mail again until someone sent it a SIGHUP. The controller
+    reads that line and sends one."""
+    app = make_appliance(fault_settings(), extra_files=BASE_FILES)
+    run = FaultRun(app, "lmtpd-crash-loop")
+    run.start()
+    first = pids(app, "lmtpd")
+
+    def crash_loop() -> None:
+        for _ in range(8):
+            running = pids(app, "lmtpd")
+            if running:  # none for a moment after a kill, until cyrmaster forks one
+                kill9(app, *running)
+            time.sleep(0.3)
+
+    run.inject(crash_loop)
+    run.recovered(
+        expect_unready=False, ready_also=lambda: any(p not in first for p in pids(app, "lmtpd"))
+    )
+    run.finish()
+    logs = app.logs()
+    switched_off = logs.count("disabling until next SIGHUP")
+    print(f"    times cyrmaster switched LMTP off: {switched_off}")
+    run.check_recovered()
+    run.check_readiness()
+    run.check_delivery()
+    assert switched_off >= 1, "cyrmaster never switched LMTP off: this run proves nothing"
 
 
 def test_kill9_controller(make_appliance: MakeAppliance) -> None:

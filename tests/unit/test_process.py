@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mailctl.render.bundle import DaemonSpec, Probe, Reload
-from mailctl.supervise import probe, process
+from mailctl.supervise import events, probe, process
 from mailctl.supervise.process import Process, State, backoff_delays
 from mailctl.supervise.supervisor import Supervisor
 
@@ -46,11 +46,18 @@ class FakePopen:
 
 @dataclass
 class Spawner:
-    """Stands in for subprocess.Popen, os.kill and os.killpg."""
+    """Stands in for subprocess.Popen, os.kill and os.killpg.
+
+    Each daemon is the leader of its own group. `groups` holds the groups with a
+    live member; a leader's exit leaves its group alive (children that outlive it,
+    as cyrmaster's do) until a group signal ends them: SIGKILL always, SIGTERM
+    unless `children_ignore_term`."""
 
     fail_spawn: bool = False
     die_on_term: bool = True
+    children_ignore_term: bool = False
     procs: list[FakePopen] = field(default_factory=list)
+    groups: set[int] = field(default_factory=set)
     signals: list[tuple[int, int]] = field(default_factory=list)
     group_kills: list[tuple[int, int]] = field(default_factory=list)
 
@@ -60,6 +67,7 @@ class Spawner:
             raise FileNotFoundError(2, "No such file or directory", argv[0])
         p = FakePopen(argv, 4000 + len(self.procs))
         self.procs.append(p)
+        self.groups.add(p.pid)
         return p
 
     def by_pid(self, pid: int) -> FakePopen:
@@ -69,12 +77,19 @@ class Spawner:
         self.signals.append((pid, signum))
         if self.die_on_term and signum == signal.SIGTERM:
             self.by_pid(pid).returncode = -signum
+            self.groups.discard(pid)  # the stop signal: the leader ends its children
 
     def killpg(self, pgid: int, signum: int) -> None:
+        if pgid not in self.groups:
+            raise ProcessLookupError(3, "No such process")
+        if signum == 0:
+            return
         self.group_kills.append((pgid, signum))
         p = self.by_pid(pgid)
         if p.returncode is None:
             p.returncode = -signum
+        if signum == signal.SIGKILL or not self.children_ignore_term:
+            self.groups.discard(pgid)
 
     @property
     def last(self) -> FakePopen:
@@ -159,7 +174,7 @@ def test_crash_while_running_restarts_after_backoff(spawner: Spawner) -> None:
     p.tick()
     assert state(p) is State.BACKOFF
     assert (p.restarts, p.last_exit) == (1, 3)
-    assert (first.pid, signal.SIGKILL) in spawner.group_kills, "leftover children are killed"
+    assert spawner.group_kills == [(first.pid, signal.SIGTERM)], "leftovers may finish first"
     clock.advance(0.4)
     p.tick()
     assert state(p) is State.BACKOFF and len(spawner.procs) == 1
@@ -196,12 +211,77 @@ def test_repeated_fast_failures_back_off_then_go_fatal(
     assert delays == [0.5, 1, 2, 4, -1]
     assert state(p) is State.FATAL
     assert len(spawner.procs) == 5
-    for _ in range(10):
+    assert p.status().state == "fatal"
+    assert "5 failed starts in a row (FATAL); trying again every 10s" in capsys.readouterr().out
+    clock.advance(9.9)
+    p.tick()
+    assert state(p) is State.FATAL and len(spawner.procs) == 5, "not before fatal_retry"
+    for n in range(3):  # still broken: one try every 10 s, and FATAL again at once
+        clock.advance(0.1 if n == 0 else 10)
+        p.tick()
+        assert state(p) is State.STARTING and len(spawner.procs) == 6 + n
+        spawner.last.returncode = 1
+        p.tick()
+        assert state(p) is State.FATAL
+    assert capsys.readouterr().out.count("failed starts in a row") == 0, "said once"
+
+
+def test_a_fatal_daemon_comes_back_once_its_cause_is_gone(spawner: Spawner) -> None:
+    """Cyrus's binary unreadable for a minute (a broken volume): no one has to step in."""
+    clock = FakeClock()
+    p = proc(clock)
+    spawner.fail_spawn = True
+    p.start()
+    for _ in range(6):
         clock.advance(60)
         p.tick()
-    assert state(p) is State.FATAL and len(spawner.procs) == 5, "FATAL stays FATAL"
-    assert p.status().state == "fatal"
-    assert "gave up after 5 failed starts" in capsys.readouterr().out
+    assert state(p) is State.FATAL and p.last_exit is None
+    spawner.fail_spawn = False
+    clock.advance(10)
+    p.tick()
+    assert state(p) is State.STARTING
+    clock.advance(1)
+    p.tick()
+    assert state(p) is State.RUNNING and p.failed_starts == 0
+    spawner.last.returncode = 1
+    p.tick()
+    assert state(p) is State.BACKOFF and p.next_start - clock.now == 0.5, "backoff starts over"
+
+
+def test_leftovers_of_a_crash_get_time_to_finish_then_sigkill(spawner: Spawner) -> None:
+    """A dead cyrmaster's lmtpd mid-delivery: SIGTERM, up to `grace` s, then SIGKILL."""
+    clock = FakeClock()
+    p = proc(clock, grace=5.0)
+    p.start()
+    clock.advance(1)
+    p.tick()
+    first = spawner.last
+    spawner.children_ignore_term = True
+    first.returncode = -9
+    p.tick()
+    assert spawner.group_kills == [(first.pid, signal.SIGTERM)]
+    clock.advance(0.5)
+    p.tick()
+    assert state(p) is State.BACKOFF and len(spawner.procs) == 1, "no start beside leftovers"
+    clock.advance(4.5)
+    p.tick()
+    assert spawner.group_kills[-1] == (first.pid, signal.SIGKILL)
+    assert state(p) is State.STARTING and len(spawner.procs) == 2
+
+
+def test_leftovers_that_exit_on_sigterm_do_not_delay_the_restart(spawner: Spawner) -> None:
+    clock = FakeClock()
+    p = proc(clock, grace=5.0)
+    p.start()
+    clock.advance(1)
+    p.tick()
+    first = spawner.last
+    first.returncode = -9
+    p.tick()
+    clock.advance(0.5)
+    p.tick()
+    assert state(p) is State.STARTING and len(spawner.procs) == 2
+    assert (first.pid, signal.SIGKILL) not in spawner.group_kills
 
 
 def test_reset_lets_a_fatal_daemon_start_again(spawner: Spawner) -> None:
@@ -259,6 +339,7 @@ def test_stop_sends_the_stop_signal_and_waits(spawner: Spawner) -> None:
     p.tick()
     assert state(p) is State.STOPPING and spawner.group_kills == []
     spawner.last.returncode = 0
+    spawner.groups.discard(pid)
     p.tick()
     assert state(p) is State.STOPPED and p.last_exit == 0
     clock.advance(60)
@@ -277,6 +358,22 @@ def test_stop_kills_the_group_after_the_deadline(spawner: Spawner) -> None:
     assert spawner.group_kills == [(spawner.last.pid, signal.SIGKILL)]
     p.tick()
     assert state(p) is State.STOPPED and p.last_exit == -signal.SIGKILL
+
+
+def test_stop_waits_for_the_children_of_an_exited_leader(spawner: Spawner) -> None:
+    """cyrmaster exits on SIGTERM before its lmtpd children have finished."""
+    clock = FakeClock()
+    p = proc(clock)
+    p.start()
+    pid = spawner.last.pid
+    spawner.die_on_term = False
+    p.stop(timeout=5)
+    spawner.last.returncode = 0
+    p.tick()
+    assert state(p) is State.STOPPING, "its children are still running"
+    spawner.groups.discard(pid)
+    p.tick()
+    assert state(p) is State.STOPPED and spawner.group_kills == []
 
 
 def test_stop_uses_the_stop_signal_of_the_spec(spawner: Spawner) -> None:
@@ -384,3 +481,86 @@ def test_a_reload_gives_a_fatal_daemon_a_new_start(spawner: Spawner) -> None:
     assert state(proc) is State.STOPPED, "reset: the next tick starts it"
     sup.tick()
     assert state(proc) is State.STARTING
+
+
+# --- lines the controller reacts to ------------------------------------------------
+
+LOST = (
+    "Dec  2 21:30:01 mail postfix/lmtp[812]: 4F3A21C0A2: to=<alice@example.org>, "
+    "relay=mail.example.org[/run/cyrus/socket/lmtp], delay=0.21, delays=0.01/0/0/0.2, "
+    "dsn=4.4.2, status=deferred (lost connection with mail.example.org"
+    "[/run/cyrus/socket/lmtp] while sending end of data -- message may be sent more than once)"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "queue_id"),
+    [
+        (LOST, "4F3A21C0A2"),
+        (LOST.replace("4F3A21C0A2", "4dN2xq0Yb5z9kQp"), "4dN2xq0Yb5z9kQp"),  # long queue IDs
+        (
+            "postfix/lmtp[9]: AB12: to=<b@example.org>, relay=none, delay=1, dsn=4.4.1, "
+            "status=deferred (connect to mail.example.org[/run/cyrus/socket/lmtp]: "
+            "Connection refused)",
+            "AB12",
+        ),
+        # lmtpd answered: Postfix's own retry schedule, not ours
+        (
+            "postfix/lmtp[9]: AB12: to=<b@example.org>, relay=x[/run/cyrus/socket/lmtp], "
+            "dsn=4.2.2, status=deferred (host x[/run/cyrus/socket/lmtp] said: 452 4.2.2 "
+            "Over quota (in reply to end of DATA command))",
+            None,
+        ),
+        (LOST.replace("status=deferred", "status=sent"), None),
+        (LOST.replace("postfix/lmtp", "postfix/smtp"), None),  # mail to the internet
+        ("", None),
+    ],
+)
+def test_lmtp_connection_lost(line: str, queue_id: str | None) -> None:
+    assert events.lmtp_connection_lost(line) == queue_id
+
+
+def test_cyrus_service_disabled() -> None:
+    line = "too many failures for service lmtpunix/unix, disabling until next SIGHUP"
+    assert events.cyrus_service_disabled("cyrus/master", line) == "lmtpunix/unix"
+    assert events.cyrus_service_disabled("postfix", line) is None
+    assert events.cyrus_service_disabled("cyrus/master", "process type:SERVICE ...") is None
+
+
+def test_a_daemon_that_runs_but_does_not_answer_is_reloaded(
+    spawner: Spawner, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cyrmaster with its LMTP service switched off: running, not answering, SIGHUP heals."""
+    answering = {"yes": True}
+    monkeypatch.setattr(probe, "answers", lambda p: answering["yes"])
+    clock = FakeClock()
+    sup = Supervisor(heal_after=30, clock=clock)
+    hup = DaemonSpec(
+        name="cyrus",
+        argv=("/usr/sbin/cyrmaster",),
+        reads=(),
+        reload=Reload("signal", signal=signal.SIGHUP),
+        probes=(Probe("unix", "/run/cyrus/socket/lmtp"),),
+    )
+    sup.configure([hup])
+    sup.tick()
+    sup.procs["cyrus"].state = State.RUNNING
+    answering["yes"] = False
+    for _ in range(29):
+        sup.tick()
+        clock.advance(1)
+    assert spawner.signals == [], "not before heal_after"
+    clock.advance(1)
+    sup.tick()
+    assert spawner.signals == [(spawner.last.pid, signal.SIGHUP)]
+    assert "cyrus: running but not answering for 30s; reloading it" in capsys.readouterr().out
+    clock.advance(29)
+    sup.tick()
+    assert len(spawner.signals) == 1, "one reload per heal_after"
+    answering["yes"] = True
+    clock.advance(5)
+    sup.tick()
+    answering["yes"] = False
+    clock.advance(29)
+    sup.tick()
+    assert len(spawner.signals) == 1, "answering again starts the count over"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 from pathlib import Path
@@ -132,3 +133,28 @@ def test_secrets_are_masked(line: str, shown: str, capsys: pytest.CaptureFixture
 def test_ordinary_lines_are_left_alone(line: str, capsys: pytest.CaptureFixture[str]) -> None:
     output.emit("d", line)
     assert capsys.readouterr().out == f"d: {line}\n"
+
+
+def test_listeners_see_every_line_and_a_failing_one_stops_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def broken(name: str, line: str) -> None:
+        raise RuntimeError(line)
+
+    output.listen(broken)
+    output.listen(lambda name, line: seen.append((name, line)))
+    try:
+        output.pump("postfix", io.BytesIO(b"postfix/lmtp[1]: one\npassword=x two\n")).join(5)
+        output.emit("cyrus", "three")
+    finally:
+        output._listeners.clear()
+    assert seen == [
+        ("postfix", "postfix/lmtp[1]: one"),
+        ("postfix", "password=x two"),
+        ("cyrus", "three"),
+    ]
+    out = capsys.readouterr().out
+    assert "postfix: password=*** two" in out and "cyrus: three" in out
+    assert out.count("a log listener failed: RuntimeError") == 3

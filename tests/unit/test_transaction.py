@@ -425,3 +425,81 @@ def test_the_queue_is_flushed_three_times_after_cyrus_comes_back(layout: Layout)
         ctl.flush_after_lmtp_outage()
         clock.advance(1.0)
     assert runner.ran("postqueue") == [["postqueue", "-f"]] * 3
+
+
+LOST_LINE = (
+    "Dec  2 21:30:01 mail postfix/lmtp[812]: {id}: to=<alice@example.org>, "
+    "relay=mail.example.org[/run/cyrus/socket/lmtp], dsn=4.4.2, status=deferred (lost "
+    "connection with mail.example.org[/run/cyrus/socket/lmtp] while sending end of data)"
+)
+
+
+def test_a_message_cut_off_by_a_dying_lmtpd_is_asked_for_again(layout: Layout) -> None:
+    clock, runner = FakeClock(), FakeRunner()
+    ctl = Controller(layout, runner=runner, supervisor=Quiet(), clock=clock)
+    ctl.supervisor.ready = lambda name: True  # type: ignore[method-assign]
+    ctl.saw_line("postfix", LOST_LINE.format(id="4F3A21C0A2"))
+    ctl.saw_line("cyrus", LOST_LINE.format(id="AAAA"))  # not Postfix's line: ignored
+    ctl.redeliver_lost()
+    assert runner.ran("postqueue") == [], "not before it has left the active queue"
+    for _ in range(6):
+        clock.advance(1.0)
+        ctl.redeliver_lost()
+    assert runner.ran("postqueue") == [["postqueue", "-i", "4F3A21C0A2"]] * 2
+    clock.advance(60)
+    ctl.redeliver_lost()
+    assert len(runner.ran("postqueue")) == 2, "asked twice, then left to Postfix"
+
+
+def test_no_redelivery_while_cyrus_is_down_nor_in_dialup_mode(layout: Layout) -> None:
+    clock, runner = FakeClock(), FakeRunner()
+    ctl = Controller(layout, runner=runner, supervisor=Quiet(), clock=clock)
+    up = {"cyrus": False}
+    ctl.supervisor.ready = lambda name: up.get(name, True)  # type: ignore[method-assign]
+    ctl.saw_line("postfix", LOST_LINE.format(id="B1"))
+    clock.advance(10)
+    ctl.redeliver_lost()
+    assert runner.ran("postqueue") == [], "Cyrus down: its return flushes the queue"
+    up["cyrus"] = True
+    ctl.redeliver_lost()
+    assert runner.ran("postqueue") == [["postqueue", "-i", "B1"]] * 2
+    ctl._dialup = True
+    ctl.saw_line("postfix", LOST_LINE.format(id="C2"))
+    clock.advance(10)
+    ctl.redeliver_lost()
+    assert len(runner.ran("postqueue")) == 2, "dial-up: the operator flushes"
+
+
+def test_readiness_says_when_the_queue_has_no_room_for_a_message(
+    changed: tuple[Controller, FakeRunner, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """smtpd answers 452 to every MAIL FROM below 1.5 x message_size_limit of free space."""
+    ctl, _, _ = changed
+    assert ctl.queue_space_problem() is None  # the test machine's disk has room
+    real = os.statvfs
+
+    def full(path: object) -> os.statvfs_result:
+        st = real(str(path))
+        return os.statvfs_result((st.f_bsize, 4096, 1000, 10, 300, *tuple(st)[5:]))
+
+    monkeypatch.setattr("mailctl.reconcile.os.statvfs", full)
+    problem = ctl.queue_space_problem()
+    assert problem is not None and "1200 KiB free" in problem
+    assert "below 76800 KiB" in problem  # the default limit, 50 MiB, x 1.5
+    ready, body = ctl.readiness()
+    assert not ready and problem in body["problems"]
+
+
+def test_a_cyrus_service_switched_off_is_switched_on_at_once(layout: Layout) -> None:
+    ctl = Controller(layout, runner=FakeRunner(), supervisor=Quiet(), clock=FakeClock())
+    reloaded: list[str] = []
+    ctl.reload = reloaded.append  # type: ignore[method-assign,assignment]
+    ctl.saw_line("cyrus/master", "process type:SERVICE name:lmtpunix ... signaled to death")
+    ctl.reenable_cyrus()
+    assert reloaded == []
+    ctl.saw_line(
+        "cyrus/master", "too many failures for service lmtpunix/unix, disabling until next SIGHUP"
+    )
+    ctl.reenable_cyrus()
+    ctl.reenable_cyrus()
+    assert reloaded == ["cyrus"]

@@ -7,6 +7,9 @@ Daemon lines that look like they carry a password are masked by a filter; the
 controller's own lines never hold a secret, and masking them garbled words
 like "the password of alice@…".
 
+Listeners (`listen`) see every line after it is logged, unmasked: the
+controller reacts to some daemon lines (an LMTP delivery cut off).
+
 Side effects: writes to stdout; `setup` configures the root of our loggers.
 """
 
@@ -16,6 +19,7 @@ import logging
 import re
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO
 
 CONTROLLER = "mailctl"
@@ -53,6 +57,29 @@ class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
 
 _setup_lock = threading.Lock()
 
+Listener = Callable[[str, str], None]  # (daemon name, line); called from the logging threads
+_listeners: list[Listener] = []
+
+
+def listen(fn: Listener) -> None:
+    """Call `fn` with every line from now on. It must be quick and must not log."""
+    _listeners.append(fn)
+
+
+def unlisten(fn: Listener) -> None:
+    if fn in _listeners:
+        _listeners.remove(fn)
+
+
+def _tell(name: str, line: str) -> None:
+    for fn in list(_listeners):
+        try:
+            fn(name, line)
+        except Exception as exc:  # a listener's bug must not stop a daemon's output
+            logging.getLogger(f"{_ROOT}.{CONTROLLER}").warning(
+                "a log listener failed: %s", exc.__class__.__name__
+            )
+
 
 def setup(stream: IO[str] | None = None) -> logging.Handler:
     """One handler (stdout unless told) under our root logger; a new call replaces it."""
@@ -80,7 +107,9 @@ def logger(name: str) -> logging.Logger:
 
 def emit(name: str, line: str) -> None:
     """One line from `name` (a daemon, or "mailctl" for the controller itself)."""
-    logger(name).info("%s", line.rstrip("\r\n").replace("\n", "\\n"))
+    line = line.rstrip("\r\n").replace("\n", "\\n")
+    logger(name).info("%s", line)
+    _tell(name, line)
 
 
 def pump(name: str, stream: IO[bytes]) -> threading.Thread:
@@ -89,7 +118,9 @@ def pump(name: str, stream: IO[bytes]) -> threading.Thread:
 
     def _run() -> None:
         for raw in iter(stream.readline, b""):
-            log.info("%s", raw.decode("utf-8", "replace").rstrip("\r\n"))
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            log.info("%s", line)
+            _tell(name, line)
         stream.close()
 
     t = threading.Thread(target=_run, name=f"out-{name}", daemon=True)

@@ -1,5 +1,10 @@
 """The supervisor: starts daemons in dependency order, keeps them up, reloads, stops.
 
+A daemon can run and still not answer: cyrmaster disables its LMTP service
+"until next SIGHUP" after five lmtpd deaths in ten seconds. One that has not
+answered its probes for `heal_after` seconds is reloaded the way its spec says
+(a SIGHUP for cyrmaster), and again every `heal_after` while it stays so.
+
 Side effects: through Process only. Driven by `tick()` from the main loop;
 nothing here sleeps except `stop_all`, which waits within its deadline.
 """
@@ -7,7 +12,7 @@ nothing here sleeps except `stop_all`, which waits within its deadline.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mailctl.errors import MailctlError
 from mailctl.render.bundle import DaemonSpec
@@ -16,10 +21,15 @@ from mailctl.supervise.process import Process, State, Status
 
 
 class Supervisor:
-    def __init__(self) -> None:
+    def __init__(
+        self, *, heal_after: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.procs: dict[str, Process] = {}
         self.order: list[str] = []
         self.stopping = False
+        self.heal_after = heal_after
+        self.clock = clock
+        self._unanswered: dict[str, float] = {}  # name -> since when (or the last heal)
 
     def configure(self, specs: Iterable[DaemonSpec]) -> set[str]:
         """Adopt new specs; returns the names whose command line changed (to restart)."""
@@ -56,6 +66,28 @@ class Supervisor:
             proc = self.procs[name]
             if proc.state is State.STOPPED and all(self.ready(d) for d in proc.spec.before):
                 proc.start()
+        self._heal()
+
+    def _heal(self) -> None:
+        now = self.clock()
+        for name in self.order:
+            proc = self.procs[name]
+            if proc.state is not State.RUNNING or not proc.spec.probes or self.ready(name):
+                self._unanswered.pop(name, None)
+                continue
+            since = self._unanswered.setdefault(name, now)
+            if now - since < self.heal_after:
+                continue
+            output.emit(
+                "mailctl",
+                f"{name}: running but not answering for {now - since:.0f}s; "
+                f"{'reloading' if proc.spec.reload.kind == 'signal' else 'restarting'} it",
+            )
+            self._unanswered[name] = now
+            try:
+                self.reload(name)
+            except MailctlError as exc:
+                output.emit("mailctl", f"{name}: {exc}")
 
     def reload(self, name: str) -> None:
         """Make `name` take new config the way its spec says. A FATAL daemon gets a new
