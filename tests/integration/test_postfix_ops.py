@@ -69,13 +69,6 @@ def test_queue_repair_removes_a_crash_leftover_and_runs_postsuper(live: Path) ->
     assert not [n for n in again if "removed" in n or "exited" in n], again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=MailctlError,
-    reason="postfix_ops.act runs postsuper without proc.run(openable_output=True): with "
-    "master down, postsuper logs to maillog_file=/dev/stdout itself as user postfix and "
-    "dies 'open logfile /dev/stdout: Permission denied' (queue.repair passes the flag)",
-)
 def test_postsuper_actions_work_while_master_is_down(live: Path) -> None:
     for action in ("hold", "release", "requeue", "delete"):
         postfix_ops.act(action, "ALL")

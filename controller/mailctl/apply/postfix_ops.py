@@ -76,7 +76,8 @@ def act(action: str, queue_id: str) -> str:
     """hold, release, requeue or delete one message or ALL (postsuper)."""
     if action not in _SUPER:
         raise MailctlError(f"unknown queue action {action!r}")
-    done = run(["postsuper", _SUPER[action], _target(queue_id)])
+    # postsuper logs as user postfix to maillog_file (/dev/stdout) when master is down.
+    done = run(["postsuper", _SUPER[action], _target(queue_id)], openable_output=True)
     return (done.stdout + done.stderr).strip()
 
 
