@@ -16,9 +16,16 @@ from pathlib import Path
 # --- fixed in the image (rendered configs name these) -------------------------
 
 LIVE = "/etc/mailctl/current"  # the live revision, as the daemons see it
-LMTP_SOCKET = "/run/cyrus/socket/lmtp"
+CYRUS_RUN = "/run/cyrus"  # Cyrus's sockets, locks and process table
+LMTP_SOCKET = f"{CYRUS_RUN}/socket/lmtp"
+CYRUS_CONFIGDIR = "/var/lib/cyrus"  # mailboxes.db and the other databases (a volume)
+CYRUS_SPOOL = "/var/spool/cyrus"  # the messages (a volume); partition-default is below
+SIEVE_DIR = "/var/spool/sieve"
+POSTGREY_DB = "/var/lib/postgrey"
+FETCHMAIL_STATE = "/var/lib/mailctl/fetchmail"  # fetchmail's UIDs of fetched mail
+FETCHMAIL_RUN = "/run/fetchmail"
 CYRUS_ADMIN = "cyrus"
-CYRUS_ADMIN_SOCKET = "/run/cyrus/socket/admin"
+CYRUS_ADMIN_SOCKET = f"{CYRUS_RUN}/socket/admin"
 CYRUS_ADMIN_SASLDB = "/var/lib/mailctl/cyrus-admin.sasldb"
 SASLAUTHD_DIR = "/var/spool/postfix/var/run/saslauthd"
 SASLAUTHD_MUX = f"{SASLAUTHD_DIR}/mux"

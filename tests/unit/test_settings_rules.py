@@ -327,3 +327,13 @@ def test_a_fetchmail_user_that_is_not_utf8_is_refused_by_the_settings() -> None:
     data = full_data()
     data["fetchmail"]["accounts"][0]["user"] = "me\udcff"
     assert "'fetchmail.accounts.0.user'" in refused(data)
+
+
+def test_every_mechanism_the_settings_accept_is_in_the_table() -> None:
+    from typing import get_args
+
+    from mailctl.settings.mechanisms import MECHANISMS
+    from mailctl.settings.model import Sasl
+
+    accepted = get_args(Sasl.model_fields["mechanism"].annotation)
+    assert set(accepted) == set(MECHANISMS)

@@ -12,24 +12,34 @@ import pwd
 from pathlib import Path
 
 from mailctl.apply import proc
+from mailctl.layout import (
+    CYRUS_CONFIGDIR,
+    CYRUS_RUN,
+    CYRUS_SPOOL,
+    FETCHMAIL_RUN,
+    FETCHMAIL_STATE,
+    POSTGREY_DB,
+    SASLAUTHD_DIR,
+    SIEVE_DIR,
+)
 
 # path, owner, group, mode
 DIRS: tuple[tuple[str, str, str, int], ...] = (
-    ("/run/cyrus", "cyrus", "mail", 0o755),
-    ("/run/cyrus/socket", "cyrus", "mail", 0o750),
-    ("/run/cyrus/proc", "cyrus", "mail", 0o750),
-    ("/run/cyrus/lock", "cyrus", "mail", 0o750),
-    ("/var/lib/cyrus", "cyrus", "mail", 0o750),
-    ("/var/spool/cyrus/mail", "cyrus", "mail", 0o750),
-    ("/var/spool/sieve", "cyrus", "mail", 0o750),
-    ("/var/lib/postgrey", "postgrey", "postgrey", 0o750),
+    (CYRUS_RUN, "cyrus", "mail", 0o755),
+    (f"{CYRUS_RUN}/socket", "cyrus", "mail", 0o750),
+    (f"{CYRUS_RUN}/proc", "cyrus", "mail", 0o750),
+    (f"{CYRUS_RUN}/lock", "cyrus", "mail", 0o750),
+    (CYRUS_CONFIGDIR, "cyrus", "mail", 0o750),
+    (f"{CYRUS_SPOOL}/mail", "cyrus", "mail", 0o750),
+    (SIEVE_DIR, "cyrus", "mail", 0o750),
+    (POSTGREY_DB, "postgrey", "postgrey", 0o750),
     ("/var/lib/mailctl", "root", "root", 0o711),
-    ("/var/lib/mailctl/fetchmail", "fetchmail", "nogroup", 0o700),
+    (FETCHMAIL_STATE, "fetchmail", "nogroup", 0o700),
     ("/var/lib/mailctl/users", "root", "root", 0o700),
-    ("/run/fetchmail", "fetchmail", "nogroup", 0o755),
+    (FETCHMAIL_RUN, "fetchmail", "nogroup", 0o755),
     ("/var/lib/postfix", "postfix", "postfix", 0o700),
     ("/var/spool/postfix/etc", "root", "root", 0o755),
-    ("/var/spool/postfix/var/run/saslauthd", "root", "sasl", 0o710),
+    (SASLAUTHD_DIR, "root", "sasl", 0o710),
 )
 
 
@@ -41,9 +51,9 @@ def ensure(
         p.mkdir(parents=True, exist_ok=True)
         os.chown(p, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
         os.chmod(p, mode)
-    if not Path("/var/lib/cyrus/db").exists():
+    if not Path(f"{CYRUS_CONFIGDIR}/db").exists():
         runner(["/usr/sbin/cyrus", "makedirs"], timeout=60, check=False)
-        for sub in ("/var/lib/cyrus", "/var/spool/cyrus"):
+        for sub in (CYRUS_CONFIGDIR, CYRUS_SPOOL):
             runner(["chown", "-R", "cyrus:mail", sub], timeout=60)
 
 

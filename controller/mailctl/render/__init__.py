@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 
+from mailctl.layout import LMTP_SOCKET, SASLAUTHD_MUX
 from mailctl.render import cyrus, fetchmail, postfix, postgrey, sasl
 from mailctl.render.bundle import Bundle, DaemonSpec, File, Probe, Reload
 from mailctl.render.facts import Facts
@@ -23,7 +24,7 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
             argv=sasl.argv(settings),
             reads=(sasl.SASLAUTHD_CONF,),  # PAM, sasldb and shadow are read per login
             reload=Reload("restart"),
-            probes=(Probe("unix", f"{sasl.SOCKET_DIR}/mux"),),
+            probes=(Probe("unix", SASLAUTHD_MUX),),
         ),
         DaemonSpec(
             name="cyrus",
@@ -35,7 +36,7 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
             probes=(
                 Probe("tcp", "127.0.0.1:143"),
                 Probe("tcp", "127.0.0.1:993"),
-                Probe("unix", "/run/cyrus/socket/lmtp"),
+                Probe("unix", LMTP_SOCKET),
             ),
             before=("saslauthd",),
         ),

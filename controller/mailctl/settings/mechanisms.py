@@ -23,6 +23,9 @@ class Mechanism:
     # saslauthd -r: hand it the whole login (alice@example.com). sasldb splits the
     # login into user and realm itself, the way saslpasswd2 -u stores it.
     whole_login: bool = True
+    # The settings group saslauthd is started with (-O): the remote server's address
+    # (sasl.rimap_server) or the directory (sasl.ldap, rendered to saslauthd.conf).
+    server: Literal["rimap_server", "ldap"] | None = None
 
     @property
     def keeps_clear(self) -> bool:
@@ -41,8 +44,8 @@ MECHANISMS: dict[str, Mechanism] = {
         Mechanism("pam", "pwdfile", "hash"),
         Mechanism("shadow", "accounts", "hash"),
         Mechanism("sasldb", "sasldb", "clear", whole_login=False),
-        Mechanism("rimap", "remote", "none"),
-        Mechanism("ldap", "remote", "none"),
+        Mechanism("rimap", "remote", "none", server="rimap_server"),
+        Mechanism("ldap", "remote", "none", server="ldap"),
     )
 }
 

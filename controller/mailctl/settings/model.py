@@ -17,6 +17,7 @@ from mailctl.settings import names
 from mailctl.settings.base import FilePath, Group
 from mailctl.settings.fetchmail import Fetchmail
 from mailctl.settings.maps import Access, Maps
+from mailctl.settings.mechanisms import mechanism
 from mailctl.settings.restrictions import Rbl, Restrictions
 
 Domain = Annotated[str, AfterValidator(names.domain)]
@@ -186,14 +187,15 @@ class Sasl(Group):
 
     @model_validator(mode="after")
     def _mechanism_options(self) -> Sasl:
-        if self.pwcheck_method == "auxprop" and self.mechanism != "sasldb":
+        mech = mechanism(self.mechanism)
+        if self.pwcheck_method == "auxprop" and mech.store != "sasldb":
             raise ValueError(
                 "sasl.pwcheck_method: auxprop reads sasldb2, so it needs sasl.mechanism: sasldb"
             )
-        if self.mechanism == "rimap" and self.rimap_server is None:
-            raise ValueError("sasl.rimap_server: mechanism rimap needs the IMAP server")
-        if self.mechanism == "ldap" and not (self.ldap.servers and self.ldap.search_base):
-            raise ValueError("sasl.ldap: mechanism ldap needs servers and search_base")
+        if mech.server == "rimap_server" and self.rimap_server is None:
+            raise ValueError(f"sasl.rimap_server: mechanism {mech.name} needs the IMAP server")
+        if mech.server == "ldap" and not (self.ldap.servers and self.ldap.search_base):
+            raise ValueError(f"sasl.ldap: mechanism {mech.name} needs servers and search_base")
         if (self.ldap.bind_dn is None) != (self.ldap.bind_password_file is None):
             raise ValueError("sasl.ldap: give both bind_dn and bind_password_file, or neither")
         return self
@@ -406,7 +408,7 @@ class Settings(BaseSettings):
             )
         mailbox_domains = set(self.domains)
         seen: set[str] = set()
-        local_check = self.sasl.mechanism in ("pam", "shadow", "sasldb")
+        local_check = mechanism(self.sasl.mechanism).local_passwords
         for i, user in enumerate(self.users):
             if local_check and user.password_hash is None and user.password_file is None:
                 raise ValueError(
