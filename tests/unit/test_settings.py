@@ -4,6 +4,7 @@ and no secret in any error text."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +385,18 @@ def test_settings_are_frozen() -> None:
     s = settings()
     with pytest.raises(ValueError, match="frozen"):
         s.hostname = "evil.example.com"  # type: ignore[misc]
+
+
+def test_a_missing_settings_file_is_named_before_what_is_then_lacking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.upper().startswith("MAIL_")]:
+        monkeypatch.delenv(name)
+    with pytest.raises(SettingsError) as err:
+        load_settings(tmp_path / "settings.yaml")
+    msg = str(err.value)
+    assert msg.startswith(f"settings file {tmp_path}/settings.yaml does not exist"), msg
+    assert "setting 'hostname': is required" in msg
+    monkeypatch.setenv("MAIL_HOSTNAME", "mail.example.org")
+    monkeypatch.setenv("MAIL_DOMAINS", '["example.org"]')
+    assert load_settings(tmp_path / "settings.yaml").hostname == "mail.example.org"

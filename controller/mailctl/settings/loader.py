@@ -126,8 +126,22 @@ def _refuse_duplicate_keys(root: yaml.Node, loader: yaml.SafeLoader, shown: str)
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Settings from the file at `path` with MAIL_* env vars on top (env wins)."""
-    return build_settings(read_file(path or settings_path()))
+    """Settings from the file at `path` with MAIL_* env vars on top (env wins).
+
+    Without the file the env vars alone must do; when they do not, the refusal says
+    first that the file is missing (it was perhaps deleted or not mounted), not only
+    which setting is then lacking."""
+    path = path or settings_path()
+    data = read_file(path)
+    try:
+        return build_settings(data)
+    except SettingsError as exc:
+        if data or path.exists():
+            raise
+        raise SettingsError(
+            f"settings file {printable(str(path))} does not exist (not mounted, or removed), "
+            f"and the MAIL_* env vars alone are not enough: {exc}"
+        ) from None
 
 
 def build_settings(data: Mapping[str, Any]) -> Settings:
