@@ -13,32 +13,54 @@ from mailctl.supervise import output, syslog
 
 
 @pytest.mark.parametrize(
-    ("datagram", "tag", "message"),
+    ("datagram", "parsed"),
     [
         (
             b"<22>Nov 25 12:00:00 postfix/smtpd[123]: connect from unknown[192.0.2.1]",
-            "postfix/smtpd",
-            "connect from unknown[192.0.2.1]",
+            ("postfix/smtpd", "connect from unknown[192.0.2.1]", 123, "info"),
         ),
         (
             b"<30>Nov  5 01:02:03 saslauthd[77]: auth success: [user=alice@example.com]",
-            "saslauthd",
-            "auth success: [user=alice@example.com]",
+            ("saslauthd", "auth success: [user=alice@example.com]", 77, "info"),
         ),
-        (b"<14>Nov 25 12:00:00 cyrus/master: process started", "cyrus/master", "process started"),
+        (
+            b"<14>Nov 25 12:00:00 cyrus/master: process started",
+            ("cyrus/master", "process started", None, "info"),
+        ),
         (
             b"<22>Nov 25 12:00:00 cyrus/imap[5]: login: host [192.0.2.1] alice plaintext",
-            "cyrus/imap",
-            "login: host [192.0.2.1] alice plaintext",
+            ("cyrus/imap", "login: host [192.0.2.1] alice plaintext", 5, "info"),
         ),
         (
             b"<13>postgrey[9]: action=pass, reason=client whitelist",
-            "postgrey",
-            "action=pass, reason=client whitelist",
+            ("postgrey", "action=pass, reason=client whitelist", 9, "info"),
         ),
-        (b"<22>Nov 25 12:00:00 postfix/qmgr[1]: removed\n\x00", "postfix/qmgr", "removed"),
-        (b"<22>Nov 25 12:00:00 fetchmail[3]: caf\xc3\xa9 \xff", "fetchmail", "caf\u00e9 \ufffd"),
-        (b"not syslog at all", "syslog", "not syslog at all"),
+        (
+            b"<22>Nov 25 12:00:00 postfix/qmgr[1]: removed\n\x00",
+            ("postfix/qmgr", "removed", 1, "info"),
+        ),
+        (
+            b"<22>Nov 25 12:00:00 fetchmail[3]: caf\xc3\xa9 \xff",
+            ("fetchmail", "caf\u00e9 \ufffd", 3, "info"),
+        ),
+        (b"not syslog at all", ("syslog", "not syslog at all", None, "info")),
+        # the severity is PRI & 7, whatever the facility (mail 16, local6 176, auth 32)
+        (b"<16>cyrus/master[1]: emerg", ("cyrus/master", "emerg", 1, "critical")),
+        (b"<177>cyrus/imap[1]: alert", ("cyrus/imap", "alert", 1, "critical")),
+        (b"<34>saslauthd[1]: crit", ("saslauthd", "crit", 1, "critical")),
+        (b"<19>cyrus/lmtp[1]: err", ("cyrus/lmtp", "err", 1, "error")),
+        (b"<20>postgrey[1]: warning", ("postgrey", "warning", 1, "warning")),
+        (b"<21>postgrey[1]: notice", ("postgrey", "notice", 1, "info")),
+        (b"<23>cyrus/imap[1]: debug", ("cyrus/imap", "debug", 1, "debug")),
+        # hostile numbers: int() refuses thousands of digits; nothing must raise
+        (
+            b"<" + b"9" * 5000 + b"014>x[1]: long PRI",  # ...9014 & 7 == 6
+            ("x", "long PRI", 1, "info"),
+        ),
+        (
+            b"<22>x[" + b"1" * 5000 + b"]: long pid",
+            ("x", "[" + "1" * 5000 + "]: long pid", None, "info"),
+        ),
     ],
     ids=[
         "postfix",
@@ -49,15 +71,26 @@ from mailctl.supervise import output, syslog
         "trailing-nul",
         "non-utf8",
         "garbage",
+        "emerg",
+        "alert",
+        "crit",
+        "err",
+        "warning",
+        "notice",
+        "debug",
+        "long-pri",
+        "long-pid",
     ],
 )
-def test_parse(datagram: bytes, tag: str, message: str) -> None:
-    assert syslog.parse(datagram) == (tag, message)
+def test_parse(datagram: bytes, parsed: tuple[str, str, int | None, str]) -> None:
+    assert syslog.parse(datagram) == parsed
 
 
 def test_emit_prints_the_daemon_name(capsys: pytest.CaptureFixture[str]) -> None:
-    tag, msg = syslog.parse(b"<22>Nov 25 12:00:00 postfix/smtpd[123]: connect from x[192.0.2.1]")
-    output.emit(tag, msg)
+    tag, msg, pid, level = syslog.parse(
+        b"<22>Nov 25 12:00:00 postfix/smtpd[123]: connect from x[192.0.2.1]"
+    )
+    output.emit(tag, msg, pid=pid, level=level)
     assert capsys.readouterr().out == "postfix/smtpd: connect from x[192.0.2.1]\n"
 
 

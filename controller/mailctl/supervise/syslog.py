@@ -12,23 +12,46 @@ import re
 import socket
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from mailctl.supervise import output
 
 # <PRI>[timestamp ]tag[pid]: message  (RFC 3164 as glibc's syslog(3) sends it)
 _LINE = re.compile(
-    r"^<\d+>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d )?"
-    r"(?P<tag>[^\s:\[]+)(?:\[\d+\])?:? ?(?P<msg>.*)$",
+    r"^<(?P<pri>\d+)>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d )?"
+    r"(?P<tag>[^\s:\[]+)(?:\[(?P<pid>\d{1,10})\])?:? ?(?P<msg>.*)$",
     re.DOTALL,
+)
+# PRI is facility * 8 + severity; syslog(3)'s severities 0-7 (emerg .. debug) as ours
+_SEVERITY: tuple[output.Level, ...] = (
+    "critical",  # emerg
+    "critical",  # alert
+    "critical",  # crit
+    "error",
+    "warning",
+    "info",  # notice
+    "info",
+    "debug",
 )
 
 
-def parse(datagram: bytes) -> tuple[str, str]:
+class Message(NamedTuple):
+    tag: str
+    message: str
+    pid: int | None = None
+    level: output.Level = "info"
+
+
+def parse(datagram: bytes) -> Message:
     text = datagram.decode("utf-8", "replace").rstrip("\x00\n")
     m = _LINE.match(text)
     if not m:
-        return "syslog", text
-    return m.group("tag"), m.group("msg")
+        return Message("syslog", text)
+    pid = m.group("pid")
+    # PRI & 7 from its last three digits (1000 is a multiple of 8): a hostile PRI of
+    # thousands of digits is more than int() converts.
+    severity = _SEVERITY[int(m.group("pri")[-3:]) & 7]
+    return Message(m.group("tag"), m.group("msg"), int(pid) if pid else None, severity)
 
 
 def listen(path: Path = Path("/dev/log")) -> threading.Thread:
@@ -43,9 +66,9 @@ def listen(path: Path = Path("/dev/log")) -> threading.Thread:
     def _run() -> None:
         while True:
             data = sock.recv(65536)
-            tag, msg = parse(data)
+            tag, msg, pid, level = parse(data)
             for line in msg.splitlines() or [""]:
-                output.emit(tag, line)
+                output.emit(tag, line, pid=pid, level=level)
 
     t = threading.Thread(target=_run, name="syslog", daemon=True)
     t.start()
