@@ -1,6 +1,8 @@
 """The command line: `mailctl run` is the container's main process; `check`
-validates a settings file the way `run` would (nothing goes live); the rest
-are operator tools (status, lookup, queue, mailbox, user).
+validates settings the way `run` would (nothing goes live); the rest are the
+operator's tools (user, alias, domain, mailbox, queue, lookup, status, logs,
+metrics). They call the operations layer (mailctl.ops), as the admin API does:
+each verb has its route there.
 
 Side effects: `run` owns the container (daemons, /dev/log, the API).
 """
@@ -20,13 +22,13 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from mailctl.errors import MailctlError
-from mailctl.layout import CYRUS_ADMIN, CYRUS_ADMIN_SOCKET, SASLAUTHD_MUX, Layout
+from mailctl.layout import Layout
 from mailctl.settings.loader import load_settings
 from mailctl.settings.mechanisms import mechanism
 from mailctl.supervise import output
 
 if TYPE_CHECKING:
-    from mailctl.api.app import StatusSource
+    from mailctl.reconcile import Controller
 
 # After SIGTERM the daemons get this long to stop (Supervisor.stop_all's deadline);
 # past it (plus a margin) the controller exits anyway rather than wait for SIGKILL.
@@ -37,16 +39,16 @@ def _layout(args: argparse.Namespace) -> Layout:
     return Layout.from_env(args.settings_dir)
 
 
-def _serve_api(source: StatusSource, port: int) -> None:
+def _serve_api(source: Controller, port: int, layout: Layout) -> None:
     """Serve the API from a thread of its own; importing FastAPI and uvicorn takes most
     of a second, which the daemons need not wait for."""
 
     def _run() -> None:
         import uvicorn
 
-        from mailctl.api.app import admin_token, create_app
+        from mailctl.api.app import Tokens, create_app
 
-        app = create_app(source, admin_token())
+        app = create_app(source, Tokens.from_env(), layout=layout, metrics=source)
         config = uvicorn.Config(
             app, host="0.0.0.0", port=port, log_level="warning", access_log=False, lifespan="off"
         )
@@ -74,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     layout = _layout(args)
     ctl = Controller(layout)
     output.listen(ctl.saw_line)
+    output.listen(ctl.metrics.observe_line)
     received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -94,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     watch(layout.settings_dir, ctl.settings_changed)
     layout.users.mkdir(parents=True, exist_ok=True)
     watch(layout.users, ctl.settings_changed)  # `mailctl user ...` changes
-    _serve_api(ctl, args.api_port)
+    _serve_api(ctl, args.api_port, layout)
     output.emit(output.CONTROLLER, "controller running")
     ctl.run(on_stop=lambda: _hard_exit_later(HARD_EXIT_AFTER))
     if received:
@@ -102,112 +105,157 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fail(exc: MailctlError) -> int:
+    print(f"mailctl: {exc}", file=sys.stderr)
+    return 2
+
+
+def _json(items: object) -> None:
+    """A model or a list of models, as the API answers it."""
+    from pydantic import BaseModel, TypeAdapter
+
+    if isinstance(items, BaseModel):
+        print(items.model_dump_json(indent=2))
+    else:
+        print(TypeAdapter(type(items)).dump_json(items, indent=2).decode())
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    """The same inputs, plan, stage and validate as `run`, into a scratch directory."""
-    from mailctl.apply import inputs
-    from mailctl.apply.transaction import Transaction
+    """The same inputs, plan, stage and validate as `run`, into a scratch directory; with
+    a file (or - for stdin) that file's text instead of the live settings file."""
+    from mailctl.ops import config
 
     layout = _layout(args)
-    try:
-        gathered = inputs.gather(layout, save=False)
-        Transaction(gathered, layout).check()
-    except MailctlError as exc:
-        print(f"mailctl: {exc}", file=sys.stderr)
+    if args.file == "-":
+        result = config.check_text(layout, sys.stdin.read())
+    elif args.file:
+        result = config.check_file(layout, Path(args.file))
+    else:
+        result = config.check_file(layout)
+    if not result.ok:
+        print(f"mailctl: {result.error}", file=sys.stderr)
         return 2
-    settings = gathered.settings
-    print(
-        f"settings OK: {settings.hostname}, {len(settings.users)} users, "
-        f"{len(settings.aliases)} aliases"
-    )
+    print(f"settings OK: {result.hostname}, {result.users} users, {result.aliases} aliases")
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    url = f"http://127.0.0.1:{args.api_port}/readyz"
+def _api(args: argparse.Namespace, path: str, token: bool = True) -> tuple[int, bytes]:
+    """GET the running controller's API on loopback; (status, body). The token is the
+    container's own (env or _FILE), so `docker compose exec` needs nothing more."""
+    from mailctl.api.app import Tokens
+
+    url = f"http://127.0.0.1:{args.api_port}{path}"
+    request = urllib.request.Request(url)
+    keys = Tokens.from_env()
+    if token and (keys.read or keys.admin):
+        request.add_header("Authorization", f"Bearer {keys.read or keys.admin}")
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            body = r.read()
+        with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 (loopback http)
+            return r.status, r.read()
     except urllib.error.HTTPError as exc:
-        body = exc.read()
+        return exc.code, exc.read()
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        print(
-            f"mailctl: the controller's API does not answer on {url} ({reason}); "
-            "is the appliance starting?",
-            file=sys.stderr,
-        )
-        return 2
+        raise MailctlError(
+            f"the controller's API does not answer on {url} ({reason}); is the appliance starting?"
+        ) from None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
     try:
+        _, body = _api(args, "/readyz", token=False)
         data = json.loads(body)
+    except MailctlError as exc:
+        return _fail(exc)
     except ValueError:
-        print(f"mailctl: {url} did not answer with JSON", file=sys.stderr)
-        return 2
+        return _fail(MailctlError("/readyz did not answer with JSON"))
     print(json.dumps(data, indent=2))
     return 0 if data.get("ready") else 1
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    """The controller's last log lines (its ring buffer), through the API."""
+    from urllib.parse import urlencode
+
+    query = {"limit": str(args.limit)} | ({"daemon": args.daemon} if args.daemon else {})
+    try:
+        code, body = _api(args, f"/logs?{urlencode(query)}")
+    except MailctlError as exc:
+        return _fail(exc)
+    if code != 200:
+        return _fail(MailctlError(f"/logs answered {code}: {body.decode(errors='replace')}"))
+    for line in json.loads(body):
+        print(f"{line['daemon']}: {line['message']}")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    try:
+        code, body = _api(args, "/metrics")
+    except MailctlError as exc:
+        return _fail(exc)
+    if code != 200:
+        return _fail(MailctlError(f"/metrics answered {code}"))
+    sys.stdout.write(body.decode())
+    return 0
+
+
 def cmd_lookup(args: argparse.Namespace) -> int:
-    from mailctl.apply import postfix_ops
+    from mailctl.ops import mailqueue
 
     try:
-        value = postfix_ops.lookup(args.table, args.key)
+        result = mailqueue.lookup(args.table, args.key)
     except MailctlError as exc:
-        print(f"mailctl: {exc}", file=sys.stderr)
-        return 2
-    if value is None:
+        return _fail(exc)
+    if not result.found:
         print(f"{args.key}: not found in {args.table}", file=sys.stderr)
         return 1
-    print(value)
+    print(result.value)
     return 0
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from mailctl.apply import postfix_ops
+    from mailctl.ops import mailqueue
+    from mailctl.ops.models import QueueFilter
 
     try:
         if args.action == "list":
-            print(json.dumps(postfix_ops.queue(), indent=2))
+            f = QueueFilter(
+                queue=args.queue, sender=args.sender, recipient=args.recipient, min_age=args.min_age
+            )
+            _json(mailqueue.list_queue(f))
         elif args.action == "show":
-            print(postfix_ops.show(args.id), end="")
+            print(mailqueue.show(args.id, full=args.full).text, end="")
         elif args.action == "flush":
-            postfix_ops.flush()
+            mailqueue.flush()
         else:
             if not args.id:
-                print(f"mailctl: queue {args.action} needs a queue ID or ALL", file=sys.stderr)
-                return 2
-            out = postfix_ops.act(args.action, args.id)
+                raise MailctlError(f"queue {args.action} needs a queue ID or ALL")
+            out = mailqueue.act(args.action, args.id)
             if out:
                 print(out)
     except MailctlError as exc:
-        print(f"mailctl: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     return 0
 
 
 def cmd_mailbox(args: argparse.Namespace) -> int:
-    from mailctl.apply import mailboxes, secrets, users
+    from mailctl.ops import accounts
 
     layout = _layout(args)
     try:
-        password = secrets.admin_password(layout)
-        settings = load_settings(layout.settings_file)
-        known = {u.address for u in settings.users} | set(users.read_store(layout.store))
         if args.action == "list":
-            for address in mailboxes.existing(CYRUS_ADMIN_SOCKET, CYRUS_ADMIN, password):
-                print(address if address in known else f"{address} (no such user any more)")
+            for m in accounts.list_mailboxes(layout):
+                use = f"{m.used_kib} KiB" if m.used_kib is not None else "-"
+                if m.limit_kib:
+                    use += f" of {m.limit_kib} KiB"
+                print(f"{m.address}\t{use}" + ("" if m.user else "\t(no such user any more)"))
             return 0
         if not args.address:
-            print("mailctl: mailbox purge needs an address", file=sys.stderr)
-            return 2
-        if args.address in known:
-            print(
-                f"mailctl: {args.address} is still a user; delete the user first", file=sys.stderr
-            )
-            return 2
-        mailboxes.purge(CYRUS_ADMIN_SOCKET, CYRUS_ADMIN, password, args.address)
+            raise MailctlError("mailbox purge needs an address")
+        accounts.purge_mailbox(layout, args.address)
     except MailctlError as exc:
-        print(f"mailctl: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     print(f"purged the mailbox of {args.address}")
     return 0
 
@@ -227,81 +275,78 @@ def _read_password(confirm: bool) -> str:
     return password
 
 
-def _wait_mailbox_map(address: str, present: bool, timeout: float = 30.0) -> None:
-    """Until the controller has applied the store change (the user is live, or gone)."""
-    import time
-
-    from mailctl.apply import postfix_ops
-
-    deadline = time.monotonic() + timeout
-    while (postfix_ops.lookup("vmailbox", address) is not None) != present:
-        if time.monotonic() > deadline:
-            raise MailctlError(
-                "the controller has not applied the change yet; see `mailctl status`"
-            )
-        time.sleep(0.2)
-
-
 def cmd_user(args: argparse.Namespace) -> int:
-    """Users of the user store (FEATURES S4); users of the settings file stay there."""
-    from mailctl.apply import mailboxes, secrets, users
-    from mailctl.settings.loader import with_cli_users
+    """Users besides the settings file (FEATURES S4); the settings file's stay there."""
+    from pydantic import SecretStr
+
+    from mailctl.ops import accounts
+    from mailctl.ops.models import NewUser
 
     layout = _layout(args)
     try:
-        settings = load_settings(layout.settings_file)
-        mech = mechanism(settings.sasl.mechanism)
-        in_file = {u.address for u in settings.users}
         if args.action == "list":
-            store = users.read_store(layout.store)
-            for address in sorted(in_file | set(store)):
-                print(f"{address}\t{'settings' if address in in_file else 'cli'}")
+            for u in accounts.list_users(layout):
+                print(f"{u.address}\t{u.source}")
             return 0
         if not args.address:
             raise MailctlError(f"user {args.action} needs an address")
         address = args.address.lower()
+        local = mechanism(load_settings(layout.settings_file).sasl.mechanism).local_passwords
         if args.action == "test":
-            ok = users.check_login(SASLAUTHD_MUX, address, _read_password(False), args.service)
-            print(f"{address}: login {'OK' if ok else 'refused'} ({mech.name}, {args.service})")
-            return 0 if ok else 1
-        if address in in_file:
-            raise MailctlError(f"{address} is a user of the settings file; change it there")
-        # Passwords of rimap and ldap users live on those servers: only the mailbox here.
-        local = mech.local_passwords
-        with users.locked(layout.users):  # the controller's transaction holds it too
-            store = users.read_store(layout.store)
-            if args.action == "add" and address in store:
-                raise MailctlError(f"{address} exists; use `mailctl user passwd`")
-            if args.action != "add" and address not in store:
-                raise MailctlError(f"{address} is not a user of the user store")
-            if args.action in ("add", "passwd"):
-                password = _read_password(True) if local else ""
-                store[address] = secrets.hash_password(password) if local else ""
-                with_cli_users(settings, store)  # the same rules as for the settings file
-                if mech.store == "sasldb":
-                    users.sasldb_set(layout.sasldb, address, password)
-            else:  # delete
-                del store[address]
-                users.sasldb_delete(layout.sasldb, address)
-            users.write_store(store, layout.store)
-        if args.action != "passwd":
-            _wait_mailbox_map(address, present=args.action == "add")
-        if args.action == "delete" and args.purge:
-            mailboxes.purge(
-                CYRUS_ADMIN_SOCKET, CYRUS_ADMIN, secrets.admin_password(layout), address
+            result = accounts.test_login(layout, address, _read_password(False), args.service)
+            print(
+                f"{address}: login {'OK' if result.ok else 'refused'} "
+                f"({result.mechanism}, {args.service})"
             )
+            return 0 if result.ok else 1
+        if args.action == "add":
+            password = _read_password(True) if local else ""
+            accounts.add_user(layout, NewUser(address=address, password=SecretStr(password)))
+            print(f"added {address}")
+        elif args.action == "passwd":
+            accounts.set_password(layout, address, _read_password(True))
+            print(f"password changed for {address}")
+        else:
+            print(accounts.delete_user(layout, address, purge=args.purge))
     except MailctlError as exc:
-        print(f"mailctl: {exc}", file=sys.stderr)
-        return 2
-    done = {"add": "added", "passwd": "password changed for", "delete": "deleted"}
-    print(
-        f"{done[args.action]} {address}"
-        + (
-            " (mail kept; `mailctl mailbox purge` removes it)"
-            if args.action == "delete" and not args.purge
-            else ""
-        )
-    )
+        return _fail(exc)
+    return 0
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    """Aliases besides the settings file; the settings file's stay there."""
+    from mailctl.ops import accounts
+    from mailctl.ops.models import NewAlias
+
+    layout = _layout(args)
+    try:
+        if args.action == "list":
+            for a in accounts.list_aliases(layout):
+                print(f"{a.address}\t{', '.join(a.targets)}\t{a.source}")
+            return 0
+        if not args.address:
+            raise MailctlError(f"alias {args.action} needs an address")
+        if args.action == "add":
+            if not args.targets:
+                raise MailctlError("alias add needs one target or more")
+            entry = accounts.add_alias(layout, NewAlias(address=args.address, targets=args.targets))
+            print(f"added {entry.address} -> {', '.join(entry.targets)}")
+        else:
+            accounts.delete_alias(layout, args.address)
+            print(f"deleted the alias {args.address.lower()}")
+    except MailctlError as exc:
+        return _fail(exc)
+    return 0
+
+
+def cmd_domain(args: argparse.Namespace) -> int:
+    from mailctl.ops import accounts
+
+    try:
+        for d in accounts.list_domains(_layout(args)):
+            print(f"{d.name}\t{d.kind}")
+    except MailctlError as exc:
+        return _fail(exc)
     return 0
 
 
@@ -316,8 +361,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=8080)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="run the appliance (the container's main process)")
-    sub.add_parser("check", help="validate the settings file and exit")
+    ck = sub.add_parser(
+        "check", help="validate the settings the way `run` would (nothing goes live)"
+    )
+    ck.add_argument(
+        "file", nargs="?", default="", help="a settings file to check instead, or - for stdin"
+    )
     sub.add_parser("status", help="show readiness from the running controller")
+    lg = sub.add_parser("logs", help="the controller's last log lines (from the running API)")
+    lg.add_argument("--limit", type=int, default=100)
+    lg.add_argument("--daemon", default="", help="only this daemon's lines, e.g. postfix")
+    sub.add_parser("metrics", help="the Prometheus metrics (from the running API)")
     lk = sub.add_parser("lookup", help="look a key up in a live Postfix table (postmap -q)")
     lk.add_argument("table", help="table name, e.g. virtual, aliases, client_access.cidr")
     lk.add_argument("key")
@@ -328,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         "action", choices=["list", "show", "hold", "release", "requeue", "delete", "flush"]
     )
     qu.add_argument("id", nargs="?", default="", help="a queue ID, or ALL")
+    qu.add_argument("--queue", choices=["active", "deferred", "hold", "incoming", "maildrop"])
+    qu.add_argument("--sender", help="list: part of the envelope sender")
+    qu.add_argument("--recipient", help="list: part of a recipient address")
+    qu.add_argument("--min-age", type=int, help="list: seconds in the queue, at least")
+    qu.add_argument("--full", action="store_true", help="show: the body too")
     mb = sub.add_parser(
         "mailbox",
         help="Cyrus mailboxes: list, or purge one whose user was "
@@ -349,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=["smtp", "imap", "pop"],
         help="test: the service to log in to",
     )
+    al = sub.add_parser("alias", help="aliases besides the settings file: add, delete, list")
+    al.add_argument("action", choices=["add", "delete", "list"])
+    al.add_argument("address", nargs="?", default="", help="address, or @domain (catch-all)")
+    al.add_argument("targets", nargs="*", help="add: where mail for it goes")
+    sub.add_parser("domain", help="the domains this server handles, and how")
     args = parser.parse_args(argv)
     commands = {
         "run": cmd_run,
@@ -358,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         "queue": cmd_queue,
         "mailbox": cmd_mailbox,
         "user": cmd_user,
+        "alias": cmd_alias,
+        "domain": cmd_domain,
+        "logs": cmd_logs,
+        "metrics": cmd_metrics,
     }
     return commands[args.cmd](args)
 

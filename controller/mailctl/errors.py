@@ -30,3 +30,11 @@ class ValidationError(MailctlError):
 
 class ApplyError(MailctlError):
     """A revision could not go live; the live config was left as it was."""
+
+
+class NotFound(MailctlError):
+    """What an operation names does not exist (a user, alias, queue ID, table)."""
+
+
+class Conflict(MailctlError):
+    """An operation clashes with what exists (a user already there, one of the file's)."""

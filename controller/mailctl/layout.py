@@ -72,8 +72,13 @@ class Layout:
 
     @property
     def store(self) -> Path:
-        """Users added with `mailctl user add`: `address:crypt-hash` lines."""
+        """Users added with `mailctl user add` or the API: `address:crypt-hash` lines."""
         return self.users / "passwd"
+
+    @property
+    def alias_store(self) -> Path:
+        """Aliases added with `mailctl alias add` or the API: JSON, address -> targets."""
+        return self.users / "aliases.json"
 
     @property
     def sasldb(self) -> Path:

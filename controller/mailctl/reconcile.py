@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailctl.apply import chroot, dirs, inputs, mailboxes, proc, queue, secrets
+from mailctl.apply import chroot, dirs, inputs, mailboxes, postfix_ops, proc, queue, secrets
 from mailctl.apply.transaction import Transaction
 from mailctl.errors import CommandError, MailctlError
 from mailctl.layout import CYRUS_ADMIN, CYRUS_ADMIN_SOCKET, Layout
 from mailctl.render import Bundle
 from mailctl.supervise import events, output
+from mailctl.supervise.metrics import Metrics
 from mailctl.supervise.process import backoff_delays
 from mailctl.supervise.supervisor import Supervisor
 
@@ -58,8 +59,12 @@ class Controller:
         supervisor: Supervisor | None = None,
         clock: Callable[[], float] = time.monotonic,
         retry_delays: Callable[[], Iterator[float]] = lambda: backoff_delays(1.0, 2.0, 300.0),
+        metrics: Metrics | None = None,
     ) -> None:
         self.layout = layout
+        self.metrics = metrics or Metrics()
+        self._sampled: dict[str, float] = {}  # what metrics_text last polled, and when
+        self._sample_lock = threading.Lock()
         self.runner = runner
         self.supervisor = supervisor or Supervisor()
         self.clock = clock
@@ -158,6 +163,7 @@ class Controller:
                 seconds=self.clock() - t0,
                 changed=sorted(outcome.changed),
             )
+        self.metrics.record_apply(True, self.status.seconds)
         self._applied_digest = digest
         self._dialup = gathered.settings.smtp.dialup
         self._queue_minfree = gathered.settings.smtp.message_size_limit * 3 // 2
@@ -173,6 +179,7 @@ class Controller:
         return True
 
     def _failed(self, digest: str, error: str) -> bool:
+        self.metrics.record_apply(False, 0.0)
         with self.lock:
             self.status.ok = False
             self.status.error = error
@@ -377,6 +384,64 @@ class Controller:
         self.stop_requested = True
 
     # --- what the API shows ------------------------------------------------------------
+
+    # Seconds between polls of what a scrape shows but no log line tells: a scrape every
+    # second runs postqueue at most every QUEUE_EVERY seconds.
+    QUEUE_EVERY = 5.0
+    SLOW_EVERY = 60.0  # the certificate's expiry, the mailboxes' quota use
+
+    def _due(self, what: str, every: float) -> bool:
+        now = self.clock()
+        with self._sample_lock:
+            if now - self._sampled.get(what, -every) < every:
+                return False
+            self._sampled[what] = now
+            return True
+
+    def metrics_text(self) -> bytes:
+        """Prometheus text: the log-derived counters plus what is polled here, cached."""
+        with self.lock:
+            daemons = [
+                (st.name, self.supervisor.ready(st.name), st.restarts)
+                for st in self.supervisor.statuses()
+            ]
+        self.metrics.set_daemons(daemons)
+        if self._due("queue", self.QUEUE_EVERY) and self.supervisor.ready("postfix"):
+            try:
+                self.metrics.set_queue(postfix_ops.queue(run=self.runner))
+            except CommandError as exc:
+                say(f"metrics: postqueue -j failed: {exc}")
+        if self._due("certificate", self.SLOW_EVERY):
+            self.metrics.set_certificate_expiry(self._certificate_expiry())
+        if self._due("quota", self.SLOW_EVERY) and self.supervisor.ready("cyrus"):
+            try:
+                usage = mailboxes.usage(
+                    CYRUS_ADMIN_SOCKET, CYRUS_ADMIN, secrets.admin_password(self.layout)
+                )
+            except MailctlError as exc:
+                say(f"metrics: mailbox quotas: {exc}")
+            else:
+                self.metrics.set_quota(
+                    {
+                        a: used / limit
+                        for a, (used, limit) in usage.items()
+                        if used is not None and limit
+                    }
+                )
+        return self.metrics.render()
+
+    def _certificate_expiry(self) -> float | None:
+        """notAfter of the live certificate, as seconds since the epoch."""
+        import ssl
+
+        cert = self.layout.current / "tls/cert.pem"
+        try:
+            done = self.runner(
+                ["openssl", "x509", "-noout", "-enddate", "-in", str(cert)], timeout=10
+            )
+            return float(ssl.cert_time_to_seconds(done.stdout.strip().removeprefix("notAfter=")))
+        except (CommandError, ValueError):
+            return None
 
     def queue_space_problem(self) -> str | None:
         """Why Postfix refuses mail for want of queue space, or None."""

@@ -59,9 +59,16 @@ def test_readyz_is_200_when_ready() -> None:
     assert (r.status_code, r.json()["ready"]) == (200, True)
 
 
-def test_no_docs_or_openapi_are_served() -> None:
+def test_openapi_and_docs_are_served_with_a_response_model_on_every_route() -> None:
     c = client()
-    assert all(c.get(p).status_code == 404 for p in ("/docs", "/redoc", "/openapi.json"))
+    assert c.get("/docs").status_code == 200
+    spec = c.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            ok = op["responses"].get("200") or op["responses"].get("201")
+            assert ok, f"{method} {path}: no success response"
+            if path != "/metrics":
+                assert ok["content"]["application/json"]["schema"], f"{method} {path}: no schema"
 
 
 # --- /status and the token -------------------------------------------------------

@@ -88,7 +88,7 @@ def test_user_list_says_where_each_user_comes_from(
     assert lines == [
         "alice@example.com\tsettings",
         "bob@example.com\tsettings",
-        "carol@example.com\tcli",
+        "carol@example.com\tapi",
     ]
 
 

@@ -19,7 +19,7 @@ from mailctl.render import Secrets
 from mailctl.render.facts import Facts
 from mailctl.render.facts import check as check_facts
 from mailctl.settings import Settings, load_settings
-from mailctl.settings.loader import with_cli_users
+from mailctl.settings.loader import with_cli_users, with_store_aliases
 from mailctl.settings.published import is_published
 
 
@@ -29,12 +29,13 @@ class Inputs:
     secrets: Secrets = field(repr=False)
     facts: Facts
     store: dict[str, str] = field(repr=False)  # the CLI's users: address -> crypt hash
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # the CLI's and API's
 
 
 def digest(layout: Layout, settings_file: Path | None = None) -> str:
-    """What a change of means a new apply: the settings file and the user store."""
+    """What a change of means a new apply: the settings file, the user and alias stores."""
     h = hashlib.sha256()
-    for path in (settings_file or layout.settings_file, layout.store):
+    for path in (settings_file or layout.settings_file, layout.store, layout.alias_store):
         try:
             h.update(path.read_bytes())
         except OSError as exc:
@@ -60,7 +61,12 @@ def gather(
         store = users.read_store(layout.store)
     except MailctlError as exc:
         raise SettingsError(f"user store: {exc}") from None
+    try:
+        alias_store = users.read_aliases(layout.alias_store)
+    except MailctlError as exc:
+        raise SettingsError(f"alias store: {exc}") from None
     settings = with_cli_users(load_settings(settings_file or layout.settings_file), store)
+    settings = with_store_aliases(settings, alias_store)
     for i, user in enumerate(settings.users):
         if user.password_hash and is_published(user.password_hash):
             where = f"users.{i}.password_hash" if user.address not in store else "user store"
@@ -71,4 +77,4 @@ def gather(
     here = found if found is not None else facts()
     check_facts(settings, here)
     resolved = secrets.resolve(settings, layout, frozenset(store), runner, save=save)
-    return Inputs(settings, resolved, here, store)
+    return Inputs(settings, resolved, here, store, alias_store)

@@ -14,6 +14,7 @@ import socket
 from mailctl.errors import MailctlError
 
 _QUOTA = re.compile(rb"STORAGE \d+ (\d+)")
+_USAGE = re.compile(rb"STORAGE (\d+) (\d+)")
 
 
 class _UnixIMAP(imaplib.IMAP4):
@@ -64,6 +65,36 @@ def existing(socket_path: str, admin: str, password: str, timeout: float = 10.0)
         return sorted(names)
     finally:
         imap.logout()
+
+
+def usage(
+    socket_path: str, admin: str, password: str, timeout: float = 10.0
+) -> dict[str, tuple[int | None, int | None]]:
+    """address -> (KiB used, KiB allowed or None) of every mailbox, from GETQUOTAROOT."""
+    out: dict[str, tuple[int | None, int | None]] = {}
+    imap = _session(socket_path, admin, password, timeout)
+    try:
+        typ, data = imap.list('""', "user/%")
+        for item in data if typ == "OK" else []:
+            if not isinstance(item, bytes):
+                continue
+            name = item.rsplit(b" ", 1)[-1].strip(b'"').decode()
+            used: int | None = None
+            limit: int | None = None
+            typ, quota = imap.getquotaroot(name)
+            for line in (quota[1] or []) if typ == "OK" and len(quota) > 1 else []:
+                m = _USAGE.search(line) if isinstance(line, bytes) else None
+                if m:
+                    used, limit = int(m.group(1)), int(m.group(2))
+            out[name.removeprefix("user/")] = (used, limit)
+    except imaplib.IMAP4.error as exc:
+        raise MailctlError(f"Cyrus admin session failed: {exc}") from None
+    finally:
+        try:
+            imap.logout()
+        except (OSError, imaplib.IMAP4.error):
+            pass
+    return out
 
 
 def purge(socket_path: str, admin: str, password: str, address: str, timeout: float = 10.0) -> None:

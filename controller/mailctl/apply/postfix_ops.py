@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mailctl.apply.proc import run
-from mailctl.errors import MailctlError
+from mailctl.apply import proc
+from mailctl.errors import MailctlError, NotFound
 
 CONFIG = Path("/etc/postfix")
 _QUEUE_ID = re.compile(r"^[0-9A-Za-z]{6,32}$")
@@ -36,11 +36,11 @@ def tables(config: Path = CONFIG) -> dict[str, str]:
     return out
 
 
-def lookup(table: str, key: str, config: Path = CONFIG) -> str | None:
+def lookup(table: str, key: str, config: Path = CONFIG, run: proc.Runner = proc.run) -> str | None:
     """`postmap -q` (or `postalias -q`) against a live table; None when not found."""
     known = tables(config)
     if not _TABLE.fullmatch(table) or table not in known:
-        raise MailctlError(f"no table named {table!r}; tables: {', '.join(known)}")
+        raise NotFound(f"no table named {table!r}; tables: {', '.join(known)}")
     if "\n" in key or not key:
         raise MailctlError("the key must be one non-empty line")
     tool = "postalias" if table == "aliases" else "postmap"
@@ -52,9 +52,17 @@ def lookup(table: str, key: str, config: Path = CONFIG) -> str | None:
     return done.stdout.rstrip("\n")
 
 
-def queue() -> list[dict[str, Any]]:
+def queue(run: proc.Runner = proc.run) -> list[dict[str, Any]]:
+    """`postqueue -j`: one JSON object per queued message."""
     done = run(["postqueue", "-j"])
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    out = []
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a warning of postqueue's own, not a message
+    return out
 
 
 def _target(queue_id: str) -> str:
@@ -63,16 +71,21 @@ def _target(queue_id: str) -> str:
     return queue_id
 
 
-def show(queue_id: str) -> str:
+def show(queue_id: str, full: bool = False, run: proc.Runner = proc.run) -> str:
+    """The message as postcat prints it: envelope and headers, or everything (`full`)."""
     if queue_id == "ALL":
         raise MailctlError("show takes one queue ID")
-    return run(["postcat", "-q", _target(queue_id)]).stdout
+    parts = [] if full else ["-e", "-h"]
+    done = run(["postcat", *parts, "-q", _target(queue_id)], check=False)
+    if done.returncode != 0:
+        raise NotFound(f"no message {queue_id} in the queue")
+    return done.stdout
 
 
 _SUPER = {"hold": "-h", "release": "-H", "requeue": "-r", "delete": "-d"}
 
 
-def act(action: str, queue_id: str) -> str:
+def act(action: str, queue_id: str, run: proc.Runner = proc.run) -> str:
     """hold, release, requeue or delete one message or ALL (postsuper)."""
     if action not in _SUPER:
         raise MailctlError(f"unknown queue action {action!r}")
@@ -81,5 +94,5 @@ def act(action: str, queue_id: str) -> str:
     return (done.stdout + done.stderr).strip()
 
 
-def flush() -> None:
-    run(["postqueue", "-f"])
+def flush(run: proc.Runner = proc.run) -> None:
+    run(["postqueue", "-f"], openable_output=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import grp
+import json
 import os
 import pwd
 import socket
@@ -63,6 +64,29 @@ def read_store(path: Path) -> dict[str, str]:
 
 def write_store(entries: dict[str, str], path: Path) -> None:
     body = pwdfile(dict(sorted(entries.items())))  # pam_pwdfile's format, checked there
+    atomic_write(path, body.encode(), 0o600)
+
+
+def read_aliases(path: Path) -> dict[str, list[str]]:
+    """address -> targets of the aliases added with the CLI or the API."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise MailctlError(
+            f"cannot read the alias store {path}: {exc.__class__.__name__}"
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(t, str) for t in v)
+        for k, v in data.items()
+    ):
+        raise MailctlError(f"the alias store {path} is not a mapping of address -> [targets]")
+    return data
+
+
+def write_aliases(entries: dict[str, list[str]], path: Path) -> None:
+    body = json.dumps(dict(sorted(entries.items())), indent=1) + "\n"
     atomic_write(path, body.encode(), 0o600)
 
 

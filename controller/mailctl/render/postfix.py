@@ -59,6 +59,8 @@ def main_cf(settings: Settings) -> str:
         ("biff", "no"),
         ("append_dot_mydomain", "no"),
         ("readme_directory", "no"),
+        # A queue ID listed by the API or the CLI is never another message's later on.
+        ("enable_long_queue_ids", "yes"),
         ("message_size_limit", str(s.message_size_limit)),
         ("mailbox_size_limit", "0"),
         ("smtpd_recipient_limit", str(s.recipient_limit)),

@@ -15,7 +15,7 @@ import pydantic
 import yaml
 
 from mailctl.errors import SettingsError
-from mailctl.settings.model import Settings, User
+from mailctl.settings.model import Address, AliasKey, Settings, User
 from mailctl.settings.names import printable
 
 DEFAULT_DIR = Path("/config")
@@ -203,4 +203,31 @@ def with_cli_users(settings: Settings, store: Mapping[str, str]) -> Settings:
         ) from None
     except ValueError as exc:
         raise SettingsError(f"user store: {printable(str(exc))}") from None
+    return merged
+
+
+_STORE_ALIASES: pydantic.TypeAdapter[dict[str, list[str]]] = pydantic.TypeAdapter(
+    dict[AliasKey, list[Address]]
+)
+
+
+def with_store_aliases(settings: Settings, store: Mapping[str, list[str]]) -> Settings:
+    """The settings plus the aliases added through the API or `mailctl alias add`, under
+    the same rules as the file's (address forms, domains, no loops, not a user). An
+    alias of the settings file wins over a stored one of the same address."""
+    extra = {k: v for k, v in store.items() if k not in settings.aliases}
+    if not extra:
+        return settings
+    try:
+        checked = _STORE_ALIASES.validate_python(extra)
+        merged = settings.model_copy(
+            update={"aliases": {**settings.aliases, **{k: list(v) for k, v in checked.items()}}}
+        )
+        merged.check_consistent()
+    except pydantic.ValidationError as exc:
+        raise SettingsError(
+            "alias store: " + describe(exc).replace("setting '", "alias '")
+        ) from None
+    except ValueError as exc:
+        raise SettingsError(f"alias store: {printable(str(exc))}") from None
     return merged

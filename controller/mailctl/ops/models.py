@@ -1,0 +1,123 @@
+"""What the operations take and give: pydantic models, also the API's schemas. Pure."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+# Where an entry comes from: the operator's settings file (read-only here), or the
+# store on the state volume that `mailctl` and the API write.
+Source = Literal["settings", "api"]
+Service = Literal["smtp", "imap", "pop"]
+QueueName = Literal["active", "deferred", "hold", "incoming", "maildrop"]
+QueueAction = Literal["hold", "release", "requeue", "delete"]
+DomainKind = Literal["mailbox", "alias", "relay", "local"]
+
+# Passwords: one line of text, bounded; never echoed back or logged.
+Password = SecretStr
+
+
+class Done(BaseModel):
+    message: str
+
+
+class UserEntry(BaseModel):
+    address: str
+    source: Source
+
+
+class NewUser(BaseModel):
+    address: str = Field(max_length=320)
+    password: Password = Field(description="Ignored where another server checks passwords.")
+
+
+class NewPassword(BaseModel):
+    password: Password
+
+
+class LoginTest(BaseModel):
+    password: Password
+    service: Service = "smtp"
+
+
+class LoginResult(BaseModel):
+    address: str
+    service: Service
+    mechanism: str
+    ok: bool
+
+
+class AliasEntry(BaseModel):
+    address: str
+    targets: list[str]
+    source: Source
+
+
+class NewAlias(BaseModel):
+    address: str = Field(max_length=320, description="address, or @domain for a catch-all")
+    targets: list[str] = Field(min_length=1, max_length=1000)
+
+
+class DomainEntry(BaseModel):
+    name: str
+    kind: DomainKind
+
+
+class MailboxEntry(BaseModel):
+    address: str
+    user: bool = Field(description="false: the user is gone, the mail is kept until purged")
+    used_kib: int | None
+    limit_kib: int | None
+    used_ratio: float | None
+
+
+class QueueRecipient(BaseModel):
+    address: str
+    delay_reason: str | None = None
+
+
+class QueueEntry(BaseModel):
+    id: str
+    queue: str
+    arrival_time: int
+    age_seconds: int
+    size: int
+    sender: str
+    recipients: list[QueueRecipient]
+
+
+class QueueFilter(BaseModel):
+    queue: QueueName | None = None
+    sender: str | None = Field(default=None, description="part of the envelope sender")
+    recipient: str | None = Field(default=None, description="part of a recipient address")
+    min_age: int | None = Field(default=None, ge=0, description="seconds in the queue, at least")
+
+
+class QueueMessage(BaseModel):
+    id: str
+    text: str
+
+
+class LookupResult(BaseModel):
+    table: str
+    key: str
+    found: bool
+    value: str | None
+
+
+class CheckResult(BaseModel):
+    ok: bool
+    error: str | None = None
+    hostname: str | None = None
+    users: int = 0
+    aliases: int = 0
+
+
+class LogLine(BaseModel):
+    time: float
+    daemon: str
+    pid: int | None
+    level: str
+    queue_id: str | None
+    message: str
