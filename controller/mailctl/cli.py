@@ -76,7 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     layout = _layout(args)
     ctl = Controller(layout)
     output.listen(ctl.saw_line)
-    output.listen(ctl.metrics.observe_line)
+    if os.environ.get("MAILCTL_METRICS", "on").strip().lower() != "off":
+        output.listen(ctl.metrics.observe_line)  # off: /metrics has the polled gauges only
     received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -249,7 +250,8 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
                 use = f"{m.used_kib} KiB" if m.used_kib is not None else "-"
                 if m.limit_kib:
                     use += f" of {m.limit_kib} KiB"
-                print(f"{m.address}\t{use}" + ("" if m.user else "\t(no such user any more)"))
+                gone = "" if m.user else " (no such user any more)"
+                print(f"{m.address}{gone}\t{use}")
             return 0
         if not args.address:
             raise MailctlError("mailbox purge needs an address")

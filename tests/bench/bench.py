@@ -6,6 +6,8 @@ in the same run, and the ratio between them, beside the target it should beat.
 - settings edit -> live vs one probe round trip (the resolution of the measure)
 - controller RSS        vs a bare Python interpreter in the same container
 - container memory      vs the same container's memory before any daemon ran
+- delivered mail/s with metrics and JSON logs on vs both off (the log path's cost),
+  and the controller's CPU seconds per 10,000 log lines
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.e2e.appliance import IMAGE, Appliance
+from tests.e2e.appliance import IMAGE, Appliance, running
 from tests.e2e.compose import Project
 from tests.e2e.data import BASE_FILES, base_settings
 from tests.e2e.util import wait_until
@@ -156,11 +158,80 @@ def change_to_live(app: Appliance) -> tuple[float, float]:
     return statistics.median(times), rtt
 
 
+LOG_PATH = {
+    "on": {"MAILCTL_METRICS": "on", "MAILCTL_LOG_FORMAT": "json"},
+    "off": {"MAILCTL_METRICS": "off", "MAILCTL_LOG_FORMAT": "text"},
+}
+
+
+def cpu_seconds(container: docker.models.containers.Container, pattern: str) -> float:
+    """utime + stime of the process whose command line holds `pattern`."""
+    script = (
+        "for p in /proc/[0-9]*; do "
+        f"if grep -qa -- '{pattern}' $p/cmdline 2>/dev/null; then cut -d' ' -f14,15 $p/stat; fi; "
+        "done"
+    )
+    _, out = container.exec_run(["sh", "-c", script])
+    ticks = [sum(int(v) for v in line.split()) for line in out.decode().splitlines() if line]
+    return max(ticks) / 100 if ticks else 0.0  # CLK_TCK is 100 on Linux
+
+
+def delivery_run(
+    client: docker.DockerClient, mode: str, messages: int = 2000, sessions: int = 10
+) -> tuple[float, float, float]:
+    """(accepted mail/s, delivered mail/s, controller CPU s per 10,000 log lines): smtp-source
+    inside the container over loopback, 2 KB messages to one mailbox."""
+    settings = bench_settings()
+    settings["greylisting"]["enabled"] = False
+    with tempfile.TemporaryDirectory() as tmp:
+        with running(
+            client, settings, Path(tmp), extra_files=BASE_FILES, environment=LOG_PATH[mode]
+        ) as app:
+            c = app.container
+            cpu0 = cpu_seconds(c, "mailctl")
+            lines0 = len(c.logs().splitlines())
+            t0 = time.monotonic()
+            code, out = c.exec_run(
+                ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "2048",
+                 "-f", "bench@example.com", "-t", "alice@example.com", "127.0.0.1:25"]
+            )  # fmt: skip
+            accepted = time.monotonic() - t0
+            if code != 0:
+                raise RuntimeError(f"smtp-source: {out.decode(errors='replace')}")
+
+            def drained() -> bool:
+                _, q = c.exec_run(["postqueue", "-j"])
+                return not q.strip()
+
+            wait_until(drained, 600, "the queue never drained", interval=0.2)
+            delivered = time.monotonic() - t0
+            cpu = cpu_seconds(c, "mailctl") - cpu0
+            lines = len(c.logs().splitlines()) - lines0
+    return messages / accepted, messages / delivered, cpu / lines * 10_000
+
+
+def log_path_cost(client: docker.DockerClient, rounds: int = 2) -> None:
+    """Alternately off and on, `rounds` times each; medians compared."""
+    got: dict[str, list[tuple[float, float, float]]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for mode in ("off", "on"):
+            got[mode].append(delivery_run(client, mode))
+            a, d, c = got[mode][-1]
+            print(f"  log path {mode:<3}: accepted {a:7.1f}/s delivered {d:7.1f}/s "
+                  f"controller {c:.3f} CPU s per 10k lines", flush=True)  # fmt: skip
+    med = {m: [statistics.median(v[i] for v in got[m]) for i in range(3)] for m in got}
+    row("delivered mail/s (logs on)", med["on"][1], "/s", med["off"][1], "metrics+json off",
+        ">= 0.95 x baseline")  # fmt: skip
+    row("controller CPU / 10k lines", med["on"][2], "s", med["off"][2], "metrics+json off",
+        "small")  # fmt: skip
+
+
 def main() -> int:
     client = docker.from_env()
     print(f"benchmarks of {IMAGE} ({time.strftime('%Y-%m-%d %H:%M')})", flush=True)
     image_size(client)
     startup_and_memory(client)
+    log_path_cost(client)
     return 0
 
 

@@ -329,7 +329,7 @@ def test_cli_queue_hold_requeue_delete(app: Appliance) -> None:
 
     ids = wait_until(deferred, 20, lambda: f"3 deferred: {app.queue()}", interval=0.2)
     code, out = app.exec("mailctl", "queue", "list")
-    assert code == 0 and {m["queue_id"] for m in json.loads(out)} >= set(ids), out
+    assert code == 0 and {m["id"] for m in json.loads(out)} >= set(ids), out
     qid = ids[0]
     assert app.exec("mailctl", "queue", "hold", qid)[0] == 0
     assert {m["queue_id"]: m["queue_name"] for m in app.queue()}[qid] == "hold"

@@ -53,7 +53,7 @@ def test_sasldb_with_auxprop_and_the_user_cli(make_appliance: MakeAppliance) -> 
     assert app.can_login("erin@example.com", "erin-pw-1")  # no restart
     assert imap_ok(app, "erin@example.com", "erin-pw-1")
     code, out = app.cli("user", "list")
-    assert out.split() == ["dave@example.com", "settings", "erin@example.com", "cli"], out
+    assert out.split() == ["dave@example.com", "settings", "erin@example.com", "api"], out
     assert app.cli("user", "test", "erin@example.com", stdin="erin-pw-1\n")[0] == 0
     code, out = app.cli("user", "test", "erin@example.com", stdin="nope\n")
     assert code == 1 and "refused" in out
