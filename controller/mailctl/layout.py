@@ -94,6 +94,11 @@ class Layout:
         return self.users / "logins.json"
 
     @property
+    def applied(self) -> Path:
+        """The inputs digest the controller last tried and the outcome (ops wait on it)."""
+        return self.state / "applied.json"
+
+    @property
     def hash_cache(self) -> Path:
         """Crypt hashes of password files, keyed by an HMAC (stable renders, random salts)."""
         return self.state / "hashes.json"

@@ -165,6 +165,7 @@ class Controller:
             )
         self.metrics.record_apply(True, self.status.seconds)
         self._applied_digest = digest
+        self._record(digest, None)
         self._dialup = gathered.settings.smtp.dialup
         self._queue_minfree = gathered.settings.smtp.message_size_limit * 3 // 2
         self._retry_at = None
@@ -185,10 +186,17 @@ class Controller:
             self.status.error = error
             self.status.at = time.time()
         self._applied_digest = digest
+        self._record(digest, error)
         delay = next(self._delays)
         self._retry_at = self.clock() + delay
         say(f"settings not applied: {error} (next try in {delay:.0f}s, or at the next change)")
         return False
+
+    def _record(self, digest: str, error: str | None) -> None:
+        try:
+            inputs.record_outcome(self.layout, digest, error)
+        except OSError as exc:  # a full state volume: the CLI then waits in vain, and says so
+            say(f"cannot record the apply's outcome in {self.layout.applied}: {exc.strerror}")
 
     def reload(self, name: str) -> None:
         """The transaction's view of the supervisor (apply.transaction.Daemons)."""

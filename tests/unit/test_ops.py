@@ -57,7 +57,7 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Layout:
         ("MAILCTL_SETTINGS_DIR", "config"),
     ):
         monkeypatch.setenv(name, str(tmp_path / sub))
-    monkeypatch.setattr(accounts, "wait_live", lambda *a, **k: None)  # no controller here
+    monkeypatch.setattr(accounts.inputs, "wait_applied", lambda *a, **k: None)  # no controller here
     return lay
 
 
@@ -352,3 +352,21 @@ def test_a_queue_action_on_a_message_that_is_not_there_is_not_found() -> None:
     assert "placed on hold" in mailqueue.act("hold", "4dN2xq0Yb5zAAAA", run=runner)
     said["out"] = "postsuper: Deleted: 0 messages\n"
     assert mailqueue.act("delete", "ALL", run=runner) == "postsuper: Deleted: 0 messages"
+
+
+def test_a_change_waits_for_the_controller_and_hears_its_refusal(tmp_path: Path) -> None:
+    """The CLI's answer means live: it waits for the digest of what it wrote."""
+    from mailctl.apply import inputs
+
+    lay = Layout(state=tmp_path, users=tmp_path / "users", settings_dir=tmp_path, owners=False)
+    lay.settings_file.write_text("hostname: a\n")
+    with pytest.raises(MailctlError, match="has not applied it yet"):
+        inputs.wait_applied(lay, within=0.2, poll=0.05)  # no controller has answered
+    inputs.record_outcome(lay, inputs.digest(lay), None)
+    inputs.wait_applied(lay, within=0.2)  # applied: returns at once
+    lay.settings_file.write_text("hostname: b\n")  # a newer change than the one applied
+    with pytest.raises(MailctlError, match="has not applied it yet"):
+        inputs.wait_applied(lay, within=0.2, poll=0.05)
+    inputs.record_outcome(lay, inputs.digest(lay), "domains: is not a list")
+    with pytest.raises(MailctlError, match="not applied: domains: is not a list"):
+        inputs.wait_applied(lay, within=0.2)

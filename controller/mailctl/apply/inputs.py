@@ -9,10 +9,13 @@ setting; `mailctl check` and the controller share this, so they refuse alike.
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailctl.apply import netinfo, proc, secrets, users
+from mailctl.apply.files import atomic_write
 from mailctl.errors import MailctlError, SettingsError
 from mailctl.layout import Layout
 from mailctl.render import Secrets
@@ -42,6 +45,35 @@ def digest(layout: Layout, settings_file: Path | None = None) -> str:
             h.update(f"-{exc.__class__.__name__}".encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def record_outcome(layout: Layout, digest_: str, error: str | None) -> None:
+    """What the controller made of the inputs with `digest_`: live, or refused and why."""
+    body = json.dumps({"digest": digest_, "ok": error is None, "error": error})
+    atomic_write(layout.applied, body.encode(), 0o644)
+
+
+def wait_applied(layout: Layout, within: float = 30.0, poll: float = 0.1) -> None:
+    """Until the controller has applied the current inputs; MailctlError if it refused them.
+
+    A caller that changed a store calls this so that its answer means "live":
+    the change, and any made meanwhile, went through the controller's transaction."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            seen = json.loads(layout.applied.read_text())
+        except (OSError, ValueError):
+            seen = {}
+        if seen.get("digest") == digest(layout):
+            if not seen.get("ok"):
+                raise MailctlError(f"the change is stored, but not applied: {seen.get('error')}")
+            return
+        if time.monotonic() > deadline:
+            raise MailctlError(
+                "the change is stored, but the controller has not applied it yet; "
+                "see `mailctl status` for why"
+            )
+        time.sleep(poll)
 
 
 def facts() -> Facts:

@@ -12,9 +12,7 @@ sasldb, talk to saslauthd and to Cyrus's admin socket, run postmap -q.
 
 from __future__ import annotations
 
-import time
-
-from mailctl.apply import mailboxes, postfix_ops, proc, secrets, users
+from mailctl.apply import inputs, mailboxes, secrets, users
 from mailctl.errors import Conflict, MailctlError, NotFound
 from mailctl.layout import CYRUS_ADMIN, CYRUS_ADMIN_SOCKET, SASLAUTHD_MUX, Layout
 from mailctl.ops.models import (
@@ -33,20 +31,6 @@ from mailctl.settings.loader import with_cli_users, with_store_aliases
 from mailctl.settings.mechanisms import mechanism
 
 MAX_PASSWORD = 1024
-# How long a change may take to go live before the caller is told to look at status.
-LIVE_WITHIN = 30.0
-
-
-def wait_live(table: str, key: str, present: bool, run: proc.Runner = proc.run) -> None:
-    """Until the controller has applied the store change: `key` is in `table`, or gone."""
-    deadline = time.monotonic() + LIVE_WITHIN
-    while (postfix_ops.lookup(table, key, run=run) is not None) != present:
-        if time.monotonic() > deadline:
-            raise MailctlError(
-                "the change is stored, but the controller has not applied it yet; "
-                "see `mailctl status` for why"
-            )
-        time.sleep(0.2)
 
 
 def _settings(layout: Layout) -> Settings:
@@ -91,11 +75,11 @@ def add_user(layout: Layout, new: NewUser, wait: bool = True) -> UserEntry:
             users.sasldb_set(layout.sasldb, address, password)
         users.write_store(store, layout.store)
     if wait:
-        wait_live("vmailbox", address, True)
+        inputs.wait_applied(layout)
     return UserEntry(address=address, source="api")
 
 
-def set_password(layout: Layout, address: str, password: str) -> None:
+def set_password(layout: Layout, address: str, password: str, wait: bool = True) -> None:
     settings = _settings(layout)
     mech = mechanism(settings.sasl.mechanism)
     address = address.lower()
@@ -112,6 +96,8 @@ def set_password(layout: Layout, address: str, password: str) -> None:
         if mech.store == "sasldb":
             users.sasldb_set(layout.sasldb, address, password)
         users.write_store(store, layout.store)
+    if wait:  # auxprop reads the chroot copy of sasldb2, which the transaction makes
+        inputs.wait_applied(layout)
 
 
 def delete_user(layout: Layout, address: str, purge: bool = False, wait: bool = True) -> str:
@@ -128,7 +114,7 @@ def delete_user(layout: Layout, address: str, purge: bool = False, wait: bool = 
             users.sasldb_delete(layout.sasldb, address)
         users.write_store(store, layout.store)
     if wait:
-        wait_live("vmailbox", address, False)
+        inputs.wait_applied(layout)
     if purge:
         mailboxes.purge(CYRUS_ADMIN_SOCKET, CYRUS_ADMIN, secrets.admin_password(layout), address)
         return f"deleted {address} and its mail"
@@ -172,7 +158,7 @@ def add_alias(layout: Layout, new: NewAlias, wait: bool = True) -> AliasEntry:
         with_store_aliases(with_cli_users(settings, users.read_store(layout.store)), stored)
         users.write_aliases(stored, layout.alias_store)
     if wait:
-        wait_live("virtual", address, True)
+        inputs.wait_applied(layout)
     return AliasEntry(address=address, targets=targets, source="api")
 
 
@@ -188,7 +174,7 @@ def delete_alias(layout: Layout, address: str, wait: bool = True) -> None:
         del stored[address]
         users.write_aliases(stored, layout.alias_store)
     if wait:
-        wait_live("virtual", address, False)
+        inputs.wait_applied(layout)
 
 
 # --- domains and mailboxes -----------------------------------------------------------
