@@ -15,6 +15,7 @@ RUN apt-get update \
       postgrey \
       cyrus-imapd cyrus-pop3d \
       fetchmail \
+      opendkim \
       tini openssl ca-certificates python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log \
  # Postfix's meta files leave /etc/postfix, which becomes a link into the live revision.

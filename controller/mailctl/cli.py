@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -98,6 +99,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     watch(layout.settings_dir, ctl.settings_changed)
     layout.users.mkdir(parents=True, exist_ok=True)
     watch(layout.users, ctl.settings_changed)  # `mailctl user ...` changes
+    layout.dkim.mkdir(parents=True, exist_ok=True, mode=0o750)
+    watch(layout.dkim, ctl.settings_changed)  # the rotator's and `mailctl dkim ...` changes
+    threading.Thread(target=ctl.dkim_loop, name="dkim", daemon=True).start()
     _serve_api(ctl, args.api_port, layout)
     output.emit(output.CONTROLLER, "controller running")
     ctl.run(on_stop=lambda: _hard_exit_later(HARD_EXIT_AFTER))
@@ -352,6 +356,49 @@ def cmd_domain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dkim(args: argparse.Namespace) -> int:
+    """DKIM keys: their states and public records; rotate or revoke one by hand."""
+    from mailctl.ops import dns
+
+    layout = _layout(args)
+    try:
+        if args.action == "list":
+            for k in dns.list_keys(layout):
+                made = time.strftime("%Y-%m-%d", time.gmtime(k.created))
+                print(f"{k.domain}\t{k.selector}\t{k.state}\tmade {made}")
+            return 0
+        if not args.domain:
+            raise MailctlError(f"dkim {args.action} needs a domain")
+        if args.action == "rotate":
+            key = dns.rotate(layout, args.domain)
+            print(
+                f"{key.domain}: new key {key.selector}; publish it (mailctl dns), it signs once "
+                "the domain's name servers answer with it"
+            )
+        else:
+            if not args.selector:
+                raise MailctlError("dkim revoke needs a domain and a selector")
+            print(dns.revoke(layout, args.domain, args.selector))
+    except MailctlError as exc:
+        return _fail(exc)
+    return 0
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    """What to publish, as zone-file lines (or JSON)."""
+    from mailctl.ops import dns
+
+    try:
+        found = dns.records(_layout(args))
+    except MailctlError as exc:
+        return _fail(exc)
+    if args.json:
+        _json(found)
+    else:
+        print(dns.zone_text(found), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailctl", description=__doc__)
     parser.add_argument(
@@ -415,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     al.add_argument("address", nargs="?", default="", help="address, or @domain (catch-all)")
     al.add_argument("targets", nargs="*", help="add: where mail for it goes")
     sub.add_parser("domain", help="the domains this server handles, and how")
+    dk = sub.add_parser("dkim", help="DKIM keys: list, rotate DOMAIN, revoke DOMAIN SELECTOR")
+    dk.add_argument("action", choices=["list", "rotate", "revoke"])
+    dk.add_argument("domain", nargs="?", default="")
+    dk.add_argument("selector", nargs="?", default="")
+    dn = sub.add_parser("dns", help="the DNS records each domain needs, in zone-file syntax")
+    dn.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     commands = {
         "run": cmd_run,
@@ -426,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         "user": cmd_user,
         "alias": cmd_alias,
         "domain": cmd_domain,
+        "dkim": cmd_dkim,
+        "dns": cmd_dns,
         "logs": cmd_logs,
         "metrics": cmd_metrics,
     }

@@ -24,6 +24,8 @@ SIEVE_DIR = "/var/spool/sieve"
 POSTGREY_DB = "/var/lib/postgrey"
 FETCHMAIL_STATE = "/var/lib/mailctl/fetchmail"  # fetchmail's UIDs of fetched mail
 FETCHMAIL_RUN = "/run/fetchmail"
+OPENDKIM_SOCKET = "inet:8891@127.0.0.1"  # opendkim's notation; Postfix's: inet:127.0.0.1:8891
+OPENDKIM_MILTER = "inet:127.0.0.1:8891"
 CYRUS_ADMIN = "cyrus"
 CYRUS_ADMIN_SOCKET = f"{CYRUS_RUN}/socket/admin"
 CYRUS_ADMIN_SASLDB = "/var/lib/mailctl/cyrus-admin.sasldb"
@@ -74,6 +76,11 @@ class Layout:
     def store(self) -> Path:
         """Users added with `mailctl user add` or the API: `address:crypt-hash` lines."""
         return self.users / "passwd"
+
+    @property
+    def dkim(self) -> Path:
+        """DKIM keys (keys/<domain>/<selector>.pem, 0600 opendkim) and their states."""
+        return self.state / "dkim"
 
     @property
     def alias_store(self) -> Path:

@@ -16,11 +16,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailctl.apply import chroot, dirs, inputs, mailboxes, postfix_ops, proc, queue, secrets
+from mailctl.apply import (
+    chroot,
+    dirs,
+    dkim,
+    inputs,
+    mailboxes,
+    postfix_ops,
+    proc,
+    queue,
+    secrets,
+)
 from mailctl.apply.transaction import Transaction
 from mailctl.errors import CommandError, MailctlError
 from mailctl.layout import CYRUS_ADMIN, CYRUS_ADMIN_SOCKET, Layout
 from mailctl.render import Bundle
+from mailctl.render.opendkim import signed_domains
+from mailctl.settings import Settings
+from mailctl.settings.model import seconds
 from mailctl.supervise import events, output
 from mailctl.supervise.metrics import Metrics
 from mailctl.supervise.process import backoff_delays
@@ -77,6 +90,9 @@ class Controller:
         self.mailboxes_pending = False
         self.mailboxes_made = False  # the first sync after start has succeeded
         self._applied_digest: str | None = None
+        self.settings: Settings | None = None  # the last applied
+        self.dkim_wake = threading.Event()
+        self._observe: dkim.Observe = dkim.observe
         self._retry_delays = retry_delays
         self._delays = retry_delays()
         self._retry_at: float | None = None
@@ -107,6 +123,9 @@ class Controller:
         The queue is repaired after the first apply (postsuper reads main.cf) and
         before master starts; what it finds is never a reason not to start."""
         dirs.ensure(runner=self.runner)
+        note = dkim.repair(self.layout)
+        if note:
+            say(note)
         if not self.apply(first=True):
             raise MailctlError(self.status.error or "the settings were not applied")
         for note in queue.repair(self.layout.chroot, self.runner):
@@ -156,6 +175,7 @@ class Controller:
             self._restart(name)
         with self.lock:
             self.bundle = bundle
+            self.settings = gathered.settings
             self.status = ApplyStatus(
                 ok=True,
                 revision=outcome.revision.name if outcome.revision else self.status.revision,
@@ -219,6 +239,10 @@ class Controller:
             return
         for rel in changed:
             say(f"chroot copy of /{rel} updated")
+        if any(rel.endswith("resolv.conf") for rel in changed):
+            # A render input too (Facts.resolvers: OpenDKIM's name servers): apply anew.
+            self._applied_digest = None
+            self.settings_changed()
         if chroot.needs_reload(changed) and self.supervisor.ready("postfix"):
             try:
                 self.reload("postfix")
@@ -351,6 +375,43 @@ class Controller:
         """Called by the watcher thread: note it, let the loop debounce."""
         self.dirty_at = self.clock()
         self.wake.set()
+        self.dkim_wake.set()
+
+    # --- DKIM keys ---------------------------------------------------------------------
+
+    def dkim_tick(self) -> float:
+        """One turn of the keys' lifecycle (apply.dkim.step); seconds until the next.
+
+        Runs on its own thread: it asks DNS and may wait for it. A change of the keys'
+        states is a change of the inputs: the loop applies it like a settings edit."""
+        with self.lock:
+            settings = self.settings
+        if settings is None or not settings.dkim.enabled:
+            return 60.0
+        policy = dkim.Policy(
+            rotate_after=seconds(settings.dkim.rotate_after),
+            retire_after=seconds(settings.dkim.retire_after),
+        )
+        make_key = dkim.key_maker(self.layout, self.runner)
+        with dkim.locked(self.layout) as state:
+            notes = dkim.step(
+                state, signed_domains(settings), time.time(), policy, self._observe, make_key
+            )
+            dkim.prune_keys(state, self.layout)
+        for note in notes:
+            say(f"dkim: {note}")
+        return float(seconds(settings.dkim.dns_check_every))
+
+    def dkim_loop(self) -> None:
+        """Until stopped: dkim_tick every dkim.dns_check_every, or at once after a change."""
+        while not self.stop_requested:
+            try:
+                delay = self.dkim_tick()
+            except (MailctlError, OSError) as exc:
+                say(f"dkim: {exc}")
+                delay = 60.0
+            self.dkim_wake.wait(delay)
+            self.dkim_wake.clear()
 
     def tick(self, debounce: float = 0.05) -> None:
         now = self.clock()

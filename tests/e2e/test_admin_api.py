@@ -83,6 +83,10 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("POST", "/queue/4dN2xq0Yb5zAAAA/requeue", None, "admin"),
     ("DELETE", "/queue/4dN2xq0Yb5zAAAA", None, "admin"),
     ("GET", "/queue/4dN2xq0Yb5zAAAA", None, "read"),
+    ("GET", "/dkim", None, "read"),
+    ("GET", "/dns", None, "read"),
+    ("POST", "/dkim/elsewhere.example/rotate", None, "admin"),
+    ("POST", "/dkim/example.com/mcnosuch/revoke", None, "admin"),
 ]
 # What the admin gets where the object does not exist, or the dry run's text is short.
 ADMIN_CODE = {
@@ -91,6 +95,8 @@ ADMIN_CODE = {
     "/queue/4dN2xq0Yb5zAAAA/hold": 404,
     "/queue/4dN2xq0Yb5zAAAA/release": 404,
     "/queue/4dN2xq0Yb5zAAAA/requeue": 404,
+    "/dkim/elsewhere.example/rotate": 404,
+    "/dkim/example.com/mcnosuch/revoke": 404,
 }
 
 
@@ -132,6 +138,8 @@ def test_every_route_with_every_kind_of_token(app: Appliance, api: httpx.Client)
         route = re.sub(r"/lookup/[^/]+", "/lookup/{table}", route)
         route = re.sub(r"/queue/4dN2xq0Yb5zAAAA/\w+", "/queue/{queue_id}/{action}", route)
         route = route.replace("/queue/4dN2xq0Yb5zAAAA", "/queue/{queue_id}")
+        route = re.sub(r"/dkim/[^/]+/rotate", "/dkim/{domain}/rotate", route)
+        route = re.sub(r"/dkim/[^/]+/[^/]+/revoke", "/dkim/{domain}/{selector}/revoke", route)
         assert (method, route) in documented, f"{method} {route} is not in /openapi.json"
 
 

@@ -80,6 +80,7 @@ ROLES: dict[str, Callable[[str], bool]] = {
     "lmtpd": lambda c: c.strip() == "lmtpd",
     "saslauthd": lambda c: c.startswith("/usr/sbin/saslauthd"),
     "postgrey": lambda c: "postgrey" in c and "--inet" in c,
+    "opendkim": lambda c: c.startswith("/usr/sbin/opendkim"),
     "controller": lambda c: c.startswith("/opt/mailctl/bin/python3 /opt/mailctl/bin/mailctl run"),
 }
 

@@ -1,6 +1,6 @@
 """kill -9 of one process inside the appliance while mail streams in.
 
-Supervised daemons (Postfix master, cyrmaster, saslauthd, postgrey) are restarted
+Supervised daemons (Postfix master, cyrmaster, saslauthd, postgrey, opendkim) are restarted
 by the controller: /readyz must leave 200 while one is down and come back. Their
 children (smtpd, qmgr, lmtpd) are restarted by their own master: readiness stays
 as it is, and mail must keep flowing. The controller itself is PID 2's child of
@@ -44,6 +44,8 @@ VICTIMS = {
     "saslauthd": Victim("saslauthd", "saslauthd", submission=True),
     # Logged-in users pass before the policy check; strangers would get 450 anyway.
     "postgrey": Victim("postgrey", "postgrey", submission=True, greylisting=True),
+    # The signer: submission waits (tempfail) while it is down, never sends unsigned.
+    "opendkim": Victim("opendkim", "opendkim", submission=True),
 }
 
 

@@ -158,6 +158,16 @@ def test_a_fetchmailrc_syntax_error_is_refused_without_its_secrets(root: Path) -
         validate.stage(rev, bundle, frozenset({"fetchmail/fetchmailrc"}), None)
 
 
+def test_an_opendkim_conf_it_cannot_read_is_refused(root: Path) -> None:
+    bundle = bundle_for(realistic())
+    rev = stage(root, bundle)
+    validate.opendkim(rev)  # its staged tables, not the live ones, are opened
+    append(rev, bundle, "opendkim/opendkim.conf", "MailctlNoSuchOption yes\n")
+    with pytest.raises(ValidationError, match=r"line \d+: unrecognized parameter"):
+        validate.opendkim(rev)
+    assert not (rev / "opendkim/.check.conf").exists()  # nothing left in the revision
+
+
 def test_only_what_changed_is_checked(root: Path) -> None:
     """A bad file outside `changed` is not looked at (it is the live one's, known good)."""
     bundle = bundle_for(realistic())

@@ -142,6 +142,12 @@ def full_data() -> dict[str, Any]:
             "whitelist_clients": ["ok.example", "192.0.2.0/24"],
             "whitelist_recipients": ["@example.com"],
         },
+        dkim={
+            "enabled": True,
+            "rotate_after": "90d",
+            "retire_after": "8d",
+            "dns_check_every": "10m",
+        },
         cyrus={
             "admins": ["alice@example.com"],
             "quota_warn": 80,

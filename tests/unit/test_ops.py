@@ -20,7 +20,7 @@ with warnings.catch_warnings():
 
 from mailctl import cli
 from mailctl.api.app import Penalty, Tokens, create_app
-from mailctl.apply import users
+from mailctl.apply import inputs, users
 from mailctl.errors import Conflict, MailctlError, NotFound, SettingsError
 from mailctl.layout import Layout
 from mailctl.ops import accounts, config, mailqueue
@@ -57,7 +57,7 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Layout:
         ("MAILCTL_SETTINGS_DIR", "config"),
     ):
         monkeypatch.setenv(name, str(tmp_path / sub))
-    monkeypatch.setattr(accounts.inputs, "wait_applied", lambda *a, **k: None)  # no controller here
+    monkeypatch.setattr(inputs, "wait_applied", lambda *a, **k: None)  # no controller here
     return lay
 
 
@@ -356,8 +356,6 @@ def test_a_queue_action_on_a_message_that_is_not_there_is_not_found() -> None:
 
 def test_a_change_waits_for_the_controller_and_hears_its_refusal(tmp_path: Path) -> None:
     """The CLI's answer means live: it waits for the digest of what it wrote."""
-    from mailctl.apply import inputs
-
     lay = Layout(state=tmp_path, users=tmp_path / "users", settings_dir=tmp_path, owners=False)
     lay.settings_file.write_text("hostname: a\n")
     with pytest.raises(MailctlError, match="has not applied it yet"):

@@ -372,10 +372,10 @@ def test_fetchmailrc_means_what_the_settings_say() -> None:
 def test_daemons_start_in_dependency_order() -> None:
     b = bundle_of(settings(**RICH))
     order = [d.name for d in b.daemons]
-    assert order == ["saslauthd", "cyrus", "postgrey", "postfix", "fetchmail"]
+    assert order == ["saslauthd", "cyrus", "postgrey", "opendkim", "postfix", "fetchmail"]
     for i, d in enumerate(b.daemons):
         assert set(d.before) <= set(order[:i]), f"{d.name} waits for a later daemon"
-    assert set(b.daemon("postfix").before) >= {"saslauthd", "cyrus", "postgrey"}
+    assert set(b.daemon("postfix").before) >= {"saslauthd", "cyrus", "postgrey", "opendkim"}
 
 
 @pytest.mark.parametrize(

@@ -33,10 +33,12 @@ from pydantic import BaseModel
 
 from mailctl.errors import CommandError, Conflict, MailctlError, NotFound, SettingsError
 from mailctl.layout import Layout
-from mailctl.ops import accounts, config, mailqueue
+from mailctl.ops import accounts, config, dns, mailqueue
 from mailctl.ops.models import (
     AliasEntry,
     CheckResult,
+    DkimKey,
+    DnsRecord,
     DomainEntry,
     Done,
     LoginResult,
@@ -378,5 +380,21 @@ def create_app(
     def queue_delete(queue_id: str) -> Done:
         act: QueueAction = "delete"
         return Done(message=mailqueue.act(act, queue_id))
+
+    @app.get("/dkim", tags=["dkim"], dependencies=[Read])
+    def dkim_list() -> list[DkimKey]:
+        return dns.list_keys(lay)
+
+    @app.post("/dkim/{domain}/rotate", tags=["dkim"], dependencies=[Admin], status_code=201)
+    def dkim_rotate(domain: str) -> DkimKey:
+        return dns.rotate(lay, domain)
+
+    @app.post("/dkim/{domain}/{selector}/revoke", tags=["dkim"], dependencies=[Admin])
+    def dkim_revoke(domain: str, selector: str) -> Done:
+        return Done(message=dns.revoke(lay, domain, selector))
+
+    @app.get("/dns", tags=["dkim"], dependencies=[Read])
+    def dns_records() -> list[DnsRecord]:
+        return dns.records(lay)
 
     return app

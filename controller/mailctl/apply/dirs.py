@@ -36,6 +36,8 @@ DIRS: tuple[tuple[str, str, str, int], ...] = (
     ("/var/lib/mailctl", "root", "root", 0o711),
     (FETCHMAIL_STATE, "fetchmail", "nogroup", 0o700),
     ("/var/lib/mailctl/users", "root", "root", 0o700),
+    ("/var/lib/mailctl/dkim", "root", "opendkim", 0o750),
+    ("/run/opendkim", "opendkim", "opendkim", 0o755),
     (FETCHMAIL_RUN, "fetchmail", "nogroup", 0o755),
     ("/var/lib/postfix", "postfix", "postfix", 0o700),
     ("/var/spool/postfix/etc", "root", "root", 0o755),

@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailctl.apply import netinfo, proc, secrets, users
+from mailctl.apply import dkim, netinfo, proc, secrets, users
 from mailctl.apply.files import atomic_write
 from mailctl.errors import MailctlError, SettingsError
 from mailctl.layout import Layout
-from mailctl.render import Secrets
+from mailctl.render import Secrets, SigningKey
 from mailctl.render.facts import Facts
 from mailctl.render.facts import check as check_facts
+from mailctl.render.opendkim import signed_domains
 from mailctl.settings import Settings, load_settings
 from mailctl.settings.loader import with_cli_users, with_store_aliases
 from mailctl.settings.published import is_published
@@ -33,12 +34,15 @@ class Inputs:
     facts: Facts
     store: dict[str, str] = field(repr=False)  # the CLI's users: address -> crypt hash
     aliases: dict[str, list[str]] = field(default_factory=dict)  # the CLI's and API's
+    dkim: tuple[SigningKey, ...] = ()  # the active keys, one a domain
 
 
 def digest(layout: Layout, settings_file: Path | None = None) -> str:
-    """What a change of means a new apply: the settings file, the user and alias stores."""
+    """What a change of means a new apply: the settings file, the user and alias stores,
+    and the DKIM keys' states."""
     h = hashlib.sha256()
-    for path in (settings_file or layout.settings_file, layout.store, layout.alias_store):
+    sources = (settings_file or layout.settings_file, layout.store, layout.alias_store)
+    for path in (*sources, dkim.state_file(layout)):
         try:
             h.update(path.read_bytes())
         except OSError as exc:
@@ -77,7 +81,7 @@ def wait_applied(layout: Layout, within: float = 30.0, poll: float = 0.1) -> Non
 
 
 def facts() -> Facts:
-    return Facts(own_ipv4=frozenset(netinfo.local_ipv4()))
+    return Facts(own_ipv4=frozenset(netinfo.local_ipv4()), resolvers=netinfo.resolvers())
 
 
 def gather(
@@ -109,4 +113,11 @@ def gather(
     here = found if found is not None else facts()
     check_facts(settings, here)
     resolved = secrets.resolve(settings, layout, frozenset(store), runner, save=save)
-    return Inputs(settings, resolved, here, store, alias_store)
+    signing: tuple[SigningKey, ...] = ()
+    if settings.dkim.enabled:
+        try:
+            keys = dkim.load(layout)
+        except MailctlError as exc:  # the controller sets a broken file aside at start
+            raise SettingsError(f"dkim: {exc}") from None
+        signing = dkim.signing_keys(keys, layout, signed_domains(settings))
+    return Inputs(settings, resolved, here, store, alias_store, signing)

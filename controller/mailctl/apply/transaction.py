@@ -90,7 +90,7 @@ def login_plan(inputs: Inputs) -> logins.LoginPlan:
 
 
 def plan(inputs: Inputs, live_files: Callable[[Bundle], frozenset[str]]) -> Plan:
-    bundle = render(inputs.settings, inputs.secrets, inputs.facts)
+    bundle = render(inputs.settings, inputs.secrets, inputs.facts, inputs.dkim)
     changed = live_files(bundle)
     return Plan(bundle, changed, reloads(bundle, changed), login_plan(inputs))
 

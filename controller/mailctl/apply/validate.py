@@ -14,7 +14,8 @@ from pathlib import Path
 from mailctl.apply import proc
 from mailctl.errors import CommandError, ValidationError
 from mailctl.layout import CYR_INFO
-from mailctl.render.bundle import Bundle
+from mailctl.render.bundle import LIVE, Bundle
+from mailctl.render.opendkim import CONF as OPENDKIM_CONF
 
 _COMPLAINT = re.compile(r"(warning|fatal|error|panic):", re.IGNORECASE)
 
@@ -132,6 +133,21 @@ def fetchmail(stage: Path, run: proc.Runner = proc.run) -> None:
         raise ValidationError(f"fetchmailrc refused by fetchmail: {first[:300]}") from None
 
 
+def opendkim(stage: Path, run: proc.Runner = proc.run) -> None:
+    """`opendkim -n` parses the configuration and opens its tables: the staged ones, via a
+    copy of the file whose paths point into the stage (removed again)."""
+    conf = stage / OPENDKIM_CONF
+    check = conf.with_name(".check.conf")
+    check.write_text(conf.read_text().replace(f"{LIVE}/", f"{stage}/"))
+    try:
+        run(["/usr/sbin/opendkim", "-n", "-x", str(check)], timeout=30)
+    except CommandError as exc:
+        said = exc.output.strip().replace(str(check), "opendkim.conf").replace(f"{stage}/", "")
+        raise ValidationError(f"opendkim -n: {said[:300] or exc}") from None
+    finally:
+        check.unlink(missing_ok=True)
+
+
 def tls(stage: Path, run: proc.Runner = proc.run) -> None:
     cert, key = stage / "tls/cert.pem", stage / "tls/key.pem"
     try:
@@ -201,5 +217,7 @@ def stage(
         postfix_config(stage_dir, run)
     if touched("cyrus/"):
         cyrus(stage_dir, run)
+    if (stage_dir / OPENDKIM_CONF).exists() and touched("opendkim/"):
+        opendkim(stage_dir, run)
     if (stage_dir / "fetchmail/fetchmailrc").exists() and touched("fetchmail/"):
         fetchmail(stage_dir, run)

@@ -121,3 +121,26 @@ class LogLine(BaseModel):
     level: str
     queue_id: str | None
     message: str
+
+
+KeyState = Literal["pending", "active", "retiring", "revoked", "retired"]
+
+
+class DkimKey(BaseModel):
+    """A DKIM key as the operator may see it: the public half and its state, never the
+    private one."""
+
+    domain: str
+    selector: str
+    state: KeyState
+    created: float
+    activated: float | None = None
+    retiring_since: float | None = None
+    record: str = Field(description="The TXT record's text; empty for a retired key.")
+
+
+class DnsRecord(BaseModel):
+    name: str
+    type: str
+    value: str
+    comment: str = ""

@@ -8,13 +8,14 @@ from __future__ import annotations
 import signal
 
 from mailctl.layout import LMTP_SOCKET, SASLAUTHD_MUX
-from mailctl.render import cyrus, fetchmail, postfix, postgrey, sasl
-from mailctl.render.bundle import Bundle, DaemonSpec, File, Probe, Reload
+from mailctl.render import cyrus, fetchmail, opendkim, postfix, postgrey, sasl
+from mailctl.render.bundle import LIVE, Bundle, DaemonSpec, File, Probe, Reload
 from mailctl.render.facts import Facts
+from mailctl.render.opendkim import SigningKey
 from mailctl.render.secrets import Secrets
 from mailctl.settings import Settings
 
-__all__ = ["Bundle", "DaemonSpec", "Facts", "File", "Secrets", "render"]
+__all__ = ["Bundle", "DaemonSpec", "Facts", "File", "Secrets", "SigningKey", "render"]
 
 
 def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
@@ -51,6 +52,17 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
                 probes=(Probe("tcp", "127.0.0.1:10023"),),
             )
         )
+    if settings.dkim.enabled:
+        specs.append(
+            DaemonSpec(
+                name="opendkim",
+                argv=("/usr/sbin/opendkim", "-f", "-x", f"{LIVE}/{opendkim.CONF}"),
+                reads=("opendkim/",),
+                # SIGUSR1: re-read the configuration and the key and signing tables.
+                reload=Reload("signal", signal=signal.SIGUSR1),
+                probes=(Probe("tcp", "127.0.0.1:8891"),),
+            )
+        )
     specs.append(
         DaemonSpec(
             name="postfix",
@@ -79,9 +91,14 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
     return tuple(specs)
 
 
-def render(settings: Settings, secrets: Secrets, facts: Facts | None = None) -> Bundle:
+def render(
+    settings: Settings,
+    secrets: Secrets,
+    facts: Facts | None = None,
+    dkim: tuple[SigningKey, ...] = (),
+) -> Bundle:
     """The whole revision for these inputs: what the user wrote, the secrets it points
-    to, and what the controller found out about this container."""
+    to, what the controller found out about this container, and the active DKIM keys."""
     files: dict[str, File] = {}
     files.update(postfix.files(settings, facts))
     files.update(postfix.relay_passwords(settings, secrets))
@@ -89,6 +106,7 @@ def render(settings: Settings, secrets: Secrets, facts: Facts | None = None) -> 
     files.update(sasl.files(settings, secrets))
     files.update(postgrey.files(settings))
     files.update(fetchmail.files(settings, secrets))
+    files.update(opendkim.files(settings, dkim, facts))
     files["tls/cert.pem"] = File(secrets.tls_cert, 0o644)
     files["tls/key.pem"] = File(secrets.tls_key, 0o640, "root", "ssl-cert")
     return Bundle(

@@ -16,6 +16,9 @@ from mailctl.settings import Settings
 @dataclass(frozen=True)
 class Facts:
     own_ipv4: frozenset[ipaddress.IPv4Address] = frozenset()
+    # The container's name servers (resolv.conf): daemons with a resolver of their own
+    # (OpenDKIM's libunbound) are pointed at them instead of recursing from the root.
+    resolvers: tuple[str, ...] = ()
 
 
 def check(settings: Settings, facts: Facts) -> None:

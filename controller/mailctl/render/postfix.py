@@ -7,7 +7,7 @@ validates in a staging directory (`postconf -c STAGE`) and runs live.
 from __future__ import annotations
 
 from mailctl.errors import RenderError
-from mailctl.layout import LMTP_SOCKET
+from mailctl.layout import LMTP_SOCKET, OPENDKIM_MILTER
 from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
 from mailctl.render.bundle import HEADER, LIVE, File, text
@@ -83,6 +83,11 @@ def main_cf(settings: Settings) -> str:
         ("virtual_alias_domains", q.main_cf_list(settings.alias_domains, "alias_domains")),
         ("virtual_alias_maps", f"{db}:${{config_directory}}/virtual"),
         ("virtual_transport", LMTP),
+        # DKIM (opendkim): signs submission and trusted networks, verifies the rest.
+        # Verification fails open on port 25; submission overrides it to tempfail.
+        ("smtpd_milters", OPENDKIM_MILTER if settings.dkim.enabled else ""),
+        ("non_smtpd_milters", OPENDKIM_MILTER if settings.dkim.enabled else ""),
+        ("milter_default_action", "accept"),
         # TLS (FEATURES P16): offered on 25, required on 587, wrapper mode on 465.
         ("smtpd_tls_cert_file", f"{LIVE}/tls/cert.pem"),
         ("smtpd_tls_key_file", f"{LIVE}/tls/key.pem"),
@@ -190,6 +195,8 @@ _AUTH_ONLY = [
     ("smtpd_relay_restrictions", "permit_sasl_authenticated,reject"),
     ("smtpd_recipient_restrictions", "permit_sasl_authenticated,reject"),
     ("milter_macro_daemon_name", "ORIGINATING"),
+    # A signer that does not answer defers the message: never unsigned mail sent silently.
+    ("milter_default_action", "tempfail"),
 ]
 
 

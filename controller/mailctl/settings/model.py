@@ -8,6 +8,7 @@ default is what it is. Names that reach daemon configs are checked by
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -284,6 +285,47 @@ class Greylisting(Group):
     )
 
 
+_DURATION = re.compile(r"^([1-9][0-9]{0,7})([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def duration(value: str) -> str:
+    """A time span like 30s, 5m, 12h or 180d."""
+    if not isinstance(value, str) or not _DURATION.match(value):
+        raise ValueError("a duration is a number and a unit: 30s, 5m, 12h or 180d")
+    return value
+
+
+def seconds(value: str) -> int:
+    m = _DURATION.match(value)
+    if m is None:
+        raise ValueError(f"not a duration: {value!r}")
+    return int(m.group(1)) * _UNIT[m.group(2)]
+
+
+Duration = Annotated[str, AfterValidator(duration)]
+
+
+class Dkim(Group):
+    """DKIM signing of outgoing mail for every domain and alias domain, with key rotation.
+
+    Keys are made here (RSA-2048) and kept on the state volume. A new key signs only
+    once its TXT record is published on the domain's name servers and has been seen
+    there for its TTL (`mailctl dns` prints what to publish); the key it replaces stays
+    published for `retire_after`, then retires. Selector names are never reused."""
+
+    enabled: bool = Field(default=True, description="Sign mail from logged-in users and networks.")
+    rotate_after: Duration = Field(default="180d", description="Age at which a key is replaced.")
+    retire_after: Duration = Field(
+        default="7d",
+        description="How long a replaced key stays published: longer than mail can wait in "
+        "a queue anywhere (Postfix's own limit is 5d).",
+    )
+    dns_check_every: Duration = Field(
+        default="5m", description="How often the name servers are asked about new keys."
+    )
+
+
 class Tls(Group):
     """The server certificate, FEATURES P16. Unset: a self-signed one is made and kept."""
 
@@ -345,6 +387,7 @@ class Settings(BaseSettings):
     sasl: Sasl = Field(default_factory=Sasl)
     relay: Relay = Field(default_factory=Relay)
     greylisting: Greylisting = Field(default_factory=Greylisting)
+    dkim: Dkim = Field(default_factory=Dkim)
     cyrus: Cyrus = Field(default_factory=Cyrus)
     fetchmail: Fetchmail = Field(default_factory=Fetchmail)
     tls: Tls = Field(default_factory=Tls)

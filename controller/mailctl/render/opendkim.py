@@ -1,0 +1,98 @@
+"""OpenDKIM: signs mail of logged-in users and trusted networks, verifies the rest. Pure.
+
+One instance behind every smtpd. It signs what arrives on submission/smtps
+(Postfix sets the milter macro daemon_name=ORIGINATING there) or from
+InternalHosts (loopback and `networks`), with the active key of the sender's
+domain; it verifies what comes from outside and adds Authentication-Results
+with our hostname as the authserv-id, removing any that claim it already.
+SIGUSR1 makes it re-read the tables: a key rotation needs no restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailctl.layout import OPENDKIM_SOCKET
+from mailctl.render.bundle import HEADER, LIVE, File, text
+from mailctl.render.facts import Facts
+from mailctl.settings import Settings
+
+CONF = "opendkim/opendkim.conf"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An active key: the selector to sign the domain's mail with, and its private key."""
+
+    domain: str
+    selector: str
+    key_path: str  # on the state volume, 0600, owned by opendkim
+
+
+def signed_domains(settings: Settings) -> list[str]:
+    """Every domain whose mail this server sends: mailboxes' and aliases'."""
+    return list(dict.fromkeys([*settings.domains, *settings.alias_domains]))
+
+
+def conf(settings: Settings, facts: Facts) -> str:
+    host = settings.hostname  # a validated host name: letters, digits, dots and dashes
+    # libunbound: forward to the container's name servers (addresses, checked when read);
+    # none known: it recurses from the root itself.
+    servers = (("Nameservers", ",".join(facts.resolvers)),) if facts.resolvers else ()
+    return HEADER + "".join(
+        f"{k} {v}\n"
+        for k, v in (
+            ("Syslog", "yes"),
+            ("SyslogSuccess", "yes"),
+            ("UMask", "007"),
+            ("Mode", "sv"),
+            ("Canonicalization", "relaxed/simple"),
+            ("OversignHeaders", "From"),
+            ("Socket", OPENDKIM_SOCKET),
+            ("PidFile", "/run/opendkim/opendkim.pid"),
+            ("UserID", "opendkim:opendkim"),
+            ("InternalHosts", f"file:{LIVE}/opendkim/internal_hosts"),
+            ("ExternalIgnoreList", f"file:{LIVE}/opendkim/internal_hosts"),
+            # submission and smtps: Postfix's milter_macro_daemon_name=ORIGINATING
+            ("MacroList", "daemon_name=ORIGINATING"),
+            ("KeyTable", f"file:{LIVE}/opendkim/key_table"),
+            ("SigningTable", f"refile:{LIVE}/opendkim/signing_table"),
+            ("AuthservID", host),
+            # dkim=none too: a verdict on every message from outside, not only signed ones
+            ("AlwaysAddARHeader", "yes"),
+            # Authentication-Results that claim to be ours, from outside, are forged.
+            ("RemoveARFrom", host),
+            ("RequireSafeKeys", "yes"),
+            # Signing that fails is a tempfail: never unsigned mail sent silently.
+            ("On-InternalError", "tempfail"),
+            ("On-SignatureError", "tempfail"),
+            ("On-KeyNotFound", "accept"),
+            ("On-DNSError", "accept"),
+            ("On-NoSignature", "accept"),
+            ("On-BadSignature", "accept"),
+            ("On-Security", "accept"),
+            *servers,
+        )
+    )
+
+
+def files(
+    settings: Settings, keys: tuple[SigningKey, ...], facts: Facts | None = None
+) -> dict[str, File]:
+    if not settings.dkim.enabled:
+        return {}
+    wanted = set(signed_domains(settings))
+    active = [k for k in keys if k.domain in wanted]
+    key_table = "".join(
+        f"{k.selector}._domainkey.{k.domain} {k.domain}:{k.selector}:{k.key_path}\n" for k in active
+    )
+    # Exact per-domain entries: a foreign From domain matches none and is not signed.
+    signing_table = "".join(f"*@{k.domain} {k.selector}._domainkey.{k.domain}\n" for k in active)
+    nets = ["127.0.0.0/8", "::1/128", *(str(n) for n in settings.networks)]
+    internal = "".join(f"{net}\n" for net in dict.fromkeys(nets))
+    return {
+        CONF: text(conf(settings, facts or Facts())),
+        "opendkim/key_table": text(HEADER + key_table),
+        "opendkim/signing_table": text(HEADER + signing_table),
+        "opendkim/internal_hosts": text(HEADER + internal),
+    }

@@ -1,0 +1,270 @@
+"""Issue 8: DKIM signing and key rotation against the DNS peer and a remote MTA peer.
+
+The appliance resolves through the DNS peer, which is also the authoritative
+server of example.com (its NS record names the peer). Mail to remote.test goes by
+MX to the MTA peer; dkimpy verifies what arrives there with the keys the DNS peer
+serves. The keys move pending -> active -> retiring -> retired by what the DNS peer
+publishes, with durations of seconds.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import dkim as dkimpy  # type: ignore[import-untyped]
+import dkim.util  # type: ignore[import-untyped]
+import docker
+import pytest
+
+from tests.e2e import peers
+from tests.e2e.appliance import Appliance, crypt
+from tests.e2e.fixtures import MakeAppliance
+from tests.e2e.util import wait_until
+
+PW = "dkim-secret-1"
+ALICE = ("alice@example.com", PW)
+TTL = 5  # the DNS peer's TTL (PEER_DNS_TTL): how long a record must be seen first
+
+
+@pytest.fixture(scope="module")
+def mta(client: docker.DockerClient) -> Iterator[peers.Mta]:
+    with peers.running(client, peers.Mta, domains=["remote.test"], hostname="mx.remote.test") as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def dns(client: docker.DockerClient) -> Iterator[peers.Dns]:
+    with peers.running(client, peers.Dns, records=[]) as peer:
+        yield peer
+
+
+def base_records(dns: peers.Dns, mta: peers.Mta) -> list[str]:
+    return [
+        "NS example.com ns1.example.com",
+        f"A ns1.example.com {dns.ip}",
+        "MX remote.test 10 mx.remote.test",
+        f"A mx.remote.test {mta.ip}",
+        # a sender domain from outside, and the tests' HELO name (CGNAT: not refused);
+        # not under .test, which OpenDKIM's libunbound answers itself (RFC 6761)
+        "MX sender.example 10 mx.sender.example",
+        "A mx.sender.example 100.64.0.9",
+        "A client.mailctl.test 100.64.0.2",
+    ]
+
+
+def settings(**dkim: Any) -> dict[str, Any]:
+    return {
+        "hostname": "mail.example.com",
+        "domains": ["example.com"],
+        "users": [{"address": ALICE[0], "password_hash": crypt(PW)}],
+        "greylisting": {"enabled": False},
+        "dkim": {"dns_check_every": "1s", "retire_after": "15s", **dkim},
+    }
+
+
+def keys(app: Appliance) -> list[dict[str, Any]]:
+    code, out = app.cli("dkim", "list")
+    assert code == 0, out
+    return [
+        dict(zip(("domain", "selector", "state"), line.split("\t")[:3], strict=True))
+        for line in out.splitlines()
+    ]
+
+
+def wait_keys(app: Appliance, want: list[tuple[str, str]], timeout: float = 40) -> None:
+    wait_until(
+        lambda: [(k["selector"], k["state"]) for k in keys(app)] == want or None,
+        timeout,
+        lambda: f"keys {want}: {keys(app)}\n{app.logs()[-3000:]}",
+        interval=0.3,
+    )
+
+
+def published(app: Appliance) -> dict[str, str]:
+    """name -> TXT text of every DKIM record `mailctl dns` says to publish."""
+    code, out = app.cli("dns", "--json")
+    assert code == 0, out
+    return {
+        r["name"]: r["value"]
+        for r in json.loads(out)
+        if "._domainkey." in r["name"] and r["value"]  # empty: a retired one, to remove
+    }
+
+
+def publish(dns: peers.Dns, mta: peers.Mta, records: dict[str, str]) -> None:
+    dns.set_records(base_records(dns, mta) + [f"TXT {n} {v}" for n, v in records.items()])
+
+
+def txt_from(dns: peers.Dns) -> Any:
+    """dkimpy's DNS: what the DNS peer serves, the strings of one record joined."""
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        del timeout
+        code, out = dns.exec("dig", "+short", "@127.0.0.1", name.decode().rstrip("."), "TXT")
+        assert code == 0, out
+        lines = [line for line in out.splitlines() if line]
+        if not lines:
+            return b""
+        return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', lines[0])).encode()
+
+    return lookup
+
+
+def send_out(app: Appliance, subject: str) -> None:
+    _, code, reply = app.send(ALICE[0], "bob@remote.test", port=587, login=ALICE, subject=subject)
+    assert code == 250, reply
+
+
+def received(mta: peers.Mta, subject: str) -> bytes:
+    found = wait_until(
+        lambda: [m for m in mta.mails() if f"Subject: {subject}\n" in m],
+        30,
+        lambda: f"{subject} at the MTA peer\n{mta.logs()[-2000:]}",
+        interval=0.2,
+    )
+    return found[0].replace("\n", "\r\n").encode()
+
+
+def selectors(mail: bytes) -> list[str]:
+    """The s= of every DKIM-Signature header, in order."""
+    found = email.message_from_bytes(mail).get_all("DKIM-Signature") or []
+    return [dict(dkimpy.util.parse_tag_value(str(h).encode()))[b"s"].decode() for h in found]
+
+
+def first_key(app: Appliance) -> str:
+    """The selector of the first key, once the rotator has made it (pending)."""
+    wait_until(lambda: keys(app), 20, lambda: app.logs()[-3000:], interval=0.3)
+    ((selector, state),) = [(k["selector"], k["state"]) for k in keys(app)]
+    assert state == "pending" and re.fullmatch(r"mc\d{8}", selector), selector
+    return str(selector)
+
+
+def test_signing_follows_the_keys_through_rotation_and_revocation(
+    make_appliance: MakeAppliance, dns: peers.Dns, mta: peers.Mta
+) -> None:
+    publish(dns, mta, {})
+    app = make_appliance(settings(), dns=[dns.ip])
+    s1 = first_key(app)
+
+    # pending: not published, so nothing is signed yet
+    send_out(app, "before publishing")
+    assert b"DKIM-Signature" not in received(mta, "before publishing")
+
+    # published on the domain's name server: active after its TTL, and it signs
+    publish(dns, mta, published(app))
+    wait_keys(app, [(s1, "active")], timeout=TTL + 20)
+    send_out(app, "signed by one")
+    mail1 = received(mta, "signed by one")
+    assert selectors(mail1) == [s1]
+    assert dkimpy.verify(mail1, dnsfunc=txt_from(dns))
+
+    # rotation: a second key waits for its record; the first signs until then
+    code, out = app.cli("dkim", "rotate", "example.com")
+    assert code == 0 and "new key" in out, out
+    s2 = next(k["selector"] for k in keys(app) if k["state"] == "pending")
+    assert s2 != s1
+    send_out(app, "still the first")
+    assert selectors(received(mta, "still the first")) == [s1]
+    publish(dns, mta, published(app))  # both records, as `mailctl dns` says
+    wait_keys(app, [(s1, "retiring"), (s2, "active")], timeout=TTL + 20)
+    send_out(app, "signed by two")
+    mail2 = received(mta, "signed by two")
+    assert selectors(mail2) == [s2]
+    # the overlap: mail signed with the retiring key still verifies
+    assert dkimpy.verify(mail1, dnsfunc=txt_from(dns))
+    assert dkimpy.verify(mail2, dnsfunc=txt_from(dns))
+
+    # after retire_after the first key retires and its private key is deleted
+    wait_keys(app, [(s1, "retired"), (s2, "active")], timeout=30)
+    code, out = app.exec("ls", "/var/lib/mailctl/dkim/keys/example.com")
+    assert out.split() == [f"{s2}.pem"], out
+    assert f"{s1}._domainkey.example.com" not in published(app)
+    assert f"; retired: remove it\n; {s1}._domainkey.example.com." in app.cli("dns")[1]
+
+    # the private key: opendkim's alone, and nowhere the operator looks
+    code, out = app.exec("stat", "-c", "%a %U", f"/var/lib/mailctl/dkim/keys/example.com/{s2}.pem")
+    assert out.split() == ["600", "opendkim"], out
+    code, pem = app.exec("cat", f"/var/lib/mailctl/dkim/keys/example.com/{s2}.pem")
+    body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+    assert len(body) > 1000
+    code, status = app.cli("status")
+    for where in (app.logs(), status, app.cli("dns")[1], app.cli("dkim", "list")[1]):
+        assert body[40:100] not in where
+
+    # revocation: the key stops signing at once and is published empty
+    code, out = app.cli("dkim", "revoke", "example.com", s2)
+    assert code == 0 and "revoked" in out, out
+    assert published(app)[f"{s2}._domainkey.example.com"] == "v=DKIM1; k=rsa; p="
+    send_out(app, "after revoking")
+    assert b"DKIM-Signature" not in received(mta, "after revoking")
+    states = {k["selector"]: k["state"] for k in keys(app)}
+    assert states[s2] == "revoked" and list(states.values()).count("pending") == 1
+
+
+def foreign_key() -> tuple[bytes, str]:
+    """A key of sender.example's own: (private PEM, the p= of its TXT record)."""
+    pem = subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    pub = subprocess.run(
+        ["openssl", "pkey", "-pubout"], input=pem, capture_output=True, check=True
+    ).stdout.decode()
+    return pem, "".join(line for line in pub.splitlines() if not line.startswith("-----"))
+
+
+def test_mail_from_outside_is_verified_not_signed(
+    make_appliance: MakeAppliance, dns: peers.Dns, mta: peers.Mta
+) -> None:
+    pem, public = foreign_key()
+    theirs = {"s1._domainkey.sender.example": f"v=DKIM1; k=rsa; p={public}"}
+    publish(dns, mta, theirs)
+    app = make_appliance(settings(), dns=[dns.ip])
+    s1 = first_key(app)
+    publish(dns, mta, {**theirs, **published(app)})
+    wait_keys(app, [(s1, "active")], timeout=TTL + 20)
+
+    def from_outside(n: int, signed: bool = False, tamper: bool = False) -> str:
+        """Delivered headers of a message from sender.example on port 25 (a stranger's)."""
+        # the stranger also claims a verdict of ours: forged, so it must go
+        forged = b"Authentication-Results: mail.example.com; dkim=pass header.d=example.com\r\n"
+        mid = f"<outside-{n}@sender.example>"
+        text = (
+            f"From: someone@sender.example\r\nTo: {ALICE[0]}\r\nSubject: outside {n}\r\n"
+            f"Message-ID: {mid}\r\n\r\nhello from outside\r\n"
+        ).encode()
+        if signed:
+            text = dkimpy.sign(text, b"s1", b"sender.example", pem) + text
+        if tamper:
+            text = text.replace(b"hello from", b"HELLO FROM")
+        client = app.smtp(25)
+        try:
+            client.sendmail("someone@sender.example", [ALICE[0]], forged + text)
+        finally:
+            client.close()
+        app.wait_delivered(*ALICE, mid)
+        imap = app.imap(*ALICE)
+        try:
+            imap.select("INBOX", readonly=True)
+            _, found = imap.search(None, "HEADER", "Message-ID", f"outside-{n}@")
+            _, data = imap.fetch(found[0].split()[-1], "(BODY.PEEK[HEADER])")
+        finally:
+            imap.logout()
+        headers = bytes(data[0][1]).decode()  # type: ignore[index]
+        assert "dkim=pass header.d=example.com" not in headers  # the forged verdict is gone
+        assert headers.count("DKIM-Signature") == (1 if signed else 0)  # none added by us
+        results = email.message_from_string(headers).get_all("Authentication-Results") or []
+        ours = [str(r) for r in results if str(r).startswith("mail.example.com")]
+        assert len(ours) == 1, results
+        return ours[0]
+
+    assert "dkim=none" in from_outside(1)
+    verdict = from_outside(2, signed=True)
+    assert "dkim=pass" in verdict and "header.d=sender.example" in verdict, verdict
+    assert "dkim=fail" in from_outside(3, signed=True, tamper=True)
