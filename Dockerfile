@@ -15,7 +15,7 @@ RUN apt-get update \
       postgrey \
       cyrus-imapd cyrus-pop3d \
       fetchmail \
-      opendkim \
+      opendkim postfix-policyd-spf-python postsrsd \
       tini openssl ca-certificates python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log \
  # Postfix's meta files leave /etc/postfix, which becomes a link into the live revision.
@@ -30,9 +30,11 @@ RUN apt-get update \
  && ln -s /etc/mailctl/current/cyrus/imapd.conf /etc/imapd.conf \
  && ln -s /etc/mailctl/current/cyrus/cyrus.conf /etc/cyrus.conf \
  && for s in smtp imap pop sieve; do ln -sf /etc/mailctl/current/pam/$s /etc/pam.d/$s; done \
- # postfix reaches saslauthd's socket (group sasl) and Cyrus's LMTP socket (group mail);
+ # postfix reaches saslauthd's socket (group sasl), Cyrus's LMTP socket (group mail) and
+ # OpenDKIM's (group opendkim);
  # Cyrus reads the TLS key (group ssl-cert).
- && adduser postfix sasl && adduser postfix mail && adduser cyrus ssl-cert \
+ && adduser postfix sasl && adduser postfix mail && adduser postfix opendkim \
+ && adduser cyrus ssl-cert \
  # saslpasswd2, saslauthd -a sasldb and the chroot copy all use /etc/sasldb2: on the users volume.
  && ln -sf /var/lib/mailctl/users/sasldb2 /etc/sasldb2
 

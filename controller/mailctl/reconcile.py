@@ -410,6 +410,9 @@ class Controller:
             except (MailctlError, OSError) as exc:
                 say(f"dkim: {exc}")
                 delay = 60.0
+            except Exception as exc:  # the thread must outlive any surprise; no key in it
+                say(f"dkim: unexpected {exc.__class__.__name__}; trying again in 60s")
+                delay = 60.0
             self.dkim_wake.wait(delay)
             self.dkim_wake.clear()
 

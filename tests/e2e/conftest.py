@@ -7,11 +7,12 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from tests.e2e import peers
 from tests.e2e.appliance import Appliance, running
 from tests.e2e.data import BASE_FILES, base_settings
 from tests.e2e.fixtures import MakeAppliance, client, make_appliance
 
-__all__ = ["appliance", "client", "fresh", "make_appliance"]
+__all__ = ["appliance", "auth_dns", "client", "fresh", "make_appliance", "remote_mta"]
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,21 @@ def appliance(
 def fresh(make_appliance: MakeAppliance) -> Appliance:
     """An appliance of the test's own, for tests that change settings or kill things."""
     return make_appliance(base_settings(), extra_files=BASE_FILES)
+
+
+@pytest.fixture(scope="module")
+def remote_mta(client: docker.DockerClient) -> Iterator[peers.Mta]:
+    """Postfix as remote.test's MX (tests.e2e.outside): takes every address there."""
+    with peers.running(client, peers.Mta, domains=["remote.test"], hostname="mx.remote.test") as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def auth_dns(client: docker.DockerClient) -> Iterator[peers.Dns]:
+    """The resolver of an appliance, and the authoritative server of example.com (records:
+    tests.e2e.outside.publish)."""
+    with peers.running(client, peers.Dns, records=[]) as peer:
+        yield peer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

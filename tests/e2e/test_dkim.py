@@ -13,48 +13,20 @@ import email
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import dkim as dkimpy  # type: ignore[import-untyped]
 import dkim.util  # type: ignore[import-untyped]
-import docker
-import pytest
 
 from tests.e2e import peers
 from tests.e2e.appliance import Appliance, crypt
 from tests.e2e.fixtures import MakeAppliance
+from tests.e2e.outside import headers_of, publish, received, txt_from
 from tests.e2e.util import wait_until
 
 PW = "dkim-secret-1"
 ALICE = ("alice@example.com", PW)
 TTL = 5  # the DNS peer's TTL (PEER_DNS_TTL): how long a record must be seen first
-
-
-@pytest.fixture(scope="module")
-def mta(client: docker.DockerClient) -> Iterator[peers.Mta]:
-    with peers.running(client, peers.Mta, domains=["remote.test"], hostname="mx.remote.test") as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def dns(client: docker.DockerClient) -> Iterator[peers.Dns]:
-    with peers.running(client, peers.Dns, records=[]) as peer:
-        yield peer
-
-
-def base_records(dns: peers.Dns, mta: peers.Mta) -> list[str]:
-    return [
-        "NS example.com ns1.example.com",
-        f"A ns1.example.com {dns.ip}",
-        "MX remote.test 10 mx.remote.test",
-        f"A mx.remote.test {mta.ip}",
-        # a sender domain from outside, and the tests' HELO name (CGNAT: not refused);
-        # not under .test, which OpenDKIM's libunbound answers itself (RFC 6761)
-        "MX sender.example 10 mx.sender.example",
-        "A mx.sender.example 100.64.0.9",
-        "A client.mailctl.test 100.64.0.2",
-    ]
 
 
 def settings(**dkim: Any) -> dict[str, Any]:
@@ -96,38 +68,9 @@ def published(app: Appliance) -> dict[str, str]:
     }
 
 
-def publish(dns: peers.Dns, mta: peers.Mta, records: dict[str, str]) -> None:
-    dns.set_records(base_records(dns, mta) + [f"TXT {n} {v}" for n, v in records.items()])
-
-
-def txt_from(dns: peers.Dns) -> Any:
-    """dkimpy's DNS: what the DNS peer serves, the strings of one record joined."""
-
-    def lookup(name: bytes, timeout: int = 5) -> bytes:
-        del timeout
-        code, out = dns.exec("dig", "+short", "@127.0.0.1", name.decode().rstrip("."), "TXT")
-        assert code == 0, out
-        lines = [line for line in out.splitlines() if line]
-        if not lines:
-            return b""
-        return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', lines[0])).encode()
-
-    return lookup
-
-
 def send_out(app: Appliance, subject: str) -> None:
     _, code, reply = app.send(ALICE[0], "bob@remote.test", port=587, login=ALICE, subject=subject)
     assert code == 250, reply
-
-
-def received(mta: peers.Mta, subject: str) -> bytes:
-    found = wait_until(
-        lambda: [m for m in mta.mails() if f"Subject: {subject}\n" in m],
-        30,
-        lambda: f"{subject} at the MTA peer\n{mta.logs()[-2000:]}",
-        interval=0.2,
-    )
-    return found[0].replace("\n", "\r\n").encode()
 
 
 def selectors(mail: bytes) -> list[str]:
@@ -145,8 +88,9 @@ def first_key(app: Appliance) -> str:
 
 
 def test_signing_follows_the_keys_through_rotation_and_revocation(
-    make_appliance: MakeAppliance, dns: peers.Dns, mta: peers.Mta
+    make_appliance: MakeAppliance, auth_dns: peers.Dns, remote_mta: peers.Mta
 ) -> None:
+    dns, mta = auth_dns, remote_mta
     publish(dns, mta, {})
     app = make_appliance(settings(), dns=[dns.ip])
     s1 = first_key(app)
@@ -220,8 +164,9 @@ def foreign_key() -> tuple[bytes, str]:
 
 
 def test_mail_from_outside_is_verified_not_signed(
-    make_appliance: MakeAppliance, dns: peers.Dns, mta: peers.Mta
+    make_appliance: MakeAppliance, auth_dns: peers.Dns, remote_mta: peers.Mta
 ) -> None:
+    dns, mta = auth_dns, remote_mta
     pem, public = foreign_key()
     theirs = {"s1._domainkey.sender.example": f"v=DKIM1; k=rsa; p={public}"}
     publish(dns, mta, theirs)
@@ -248,15 +193,7 @@ def test_mail_from_outside_is_verified_not_signed(
             client.sendmail("someone@sender.example", [ALICE[0]], forged + text)
         finally:
             client.close()
-        app.wait_delivered(*ALICE, mid)
-        imap = app.imap(*ALICE)
-        try:
-            imap.select("INBOX", readonly=True)
-            _, found = imap.search(None, "HEADER", "Message-ID", f"outside-{n}@")
-            _, data = imap.fetch(found[0].split()[-1], "(BODY.PEEK[HEADER])")
-        finally:
-            imap.logout()
-        headers = bytes(data[0][1]).decode()  # type: ignore[index]
+        headers = headers_of(app, ALICE, mid)
         assert "dkim=pass header.d=example.com" not in headers  # the forged verdict is gone
         assert headers.count("DKIM-Signature") == (1 if signed else 0)  # none added by us
         results = email.message_from_string(headers).get_all("Authentication-Results") or []

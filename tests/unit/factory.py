@@ -148,6 +148,8 @@ def full_data() -> dict[str, Any]:
             "retire_after": "8d",
             "dns_check_every": "10m",
         },
+        spf={"enabled": True, "fail": "mark"},
+        srs={"enabled": False},  # full_data has sender_canonical, which SRS refuses
         cyrus={
             "admins": ["alice@example.com"],
             "quota_warn": 80,

@@ -222,3 +222,17 @@ def test_a_private_key_is_made_for_opendkim_only(tmp_path: Path) -> None:
     state = dkim.State({"a.test": [dkim.Key("s1", "retired", T0, public)]})
     dkim.prune_keys(state, layout)
     assert not path.exists()
+
+
+def test_a_resolver_that_times_out_is_unknown_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rotator thread died on dnspython's LifetimeTimeout once; now it is 'unknown'."""
+    import dns.exception
+
+    from mailctl.apply import dnsquery
+
+    def timeout(domain: str, timeout: float = 3.0) -> list[str]:
+        raise dns.exception.Timeout
+
+    monkeypatch.setattr(dnsquery, "name_servers", timeout)
+    seen = dkim.observe("a.test", dkim.Key("s1", "pending", T0, "PUB"))
+    assert seen.matches is None and "Timeout" in seen.detail

@@ -291,7 +291,7 @@ def test_greylisting_off_removes_the_policy_service() -> None:
     on = main_cf_params(main_cf(bundle_of(settings())))
     off = main_cf_params(main_cf(without))
     assert "check_policy_service inet:127.0.0.1:10023" in on["smtpd_recipient_restrictions"]
-    assert "check_policy_service" not in off["smtpd_recipient_restrictions"]
+    assert "check_policy_service inet:" not in off["smtpd_recipient_restrictions"]
     assert "postgrey" not in {d.name for d in without.daemons}
 
 
@@ -484,3 +484,67 @@ def test_a_banner_starting_with_a_brace_is_read_as_written() -> None:
     s = settings(smtp={"banner": "{ESMTP} ${x} $y"})
     banner = main_cf_params(bundle_of(s).files["postfix/main.cf"].content.decode())["smtpd_banner"]
     assert banner == "$myhostname {ESMTP} $${x} $$y"
+
+
+# --- SPF (policyd-spf) --------------------------------------------------------------
+
+
+def test_spf_is_asked_after_the_relay_checks_and_before_greylisting() -> None:
+    b = bundle_of(settings(networks=["192.0.2.0/24"]))
+    recipient = postfix_list(main_cf_params(main_cf(b))["smtpd_recipient_restrictions"])
+    spf_at = recipient.index("unix:private/policyd-spf")
+    assert recipient.index("reject_unauth_destination") < spf_at
+    assert recipient.index("permit_sasl_authenticated") < spf_at  # logged-in users: no SPF
+    assert spf_at < recipient.index("inet:127.0.0.1:10023")
+    master = b.files["postfix/master.cf"].content.decode()
+    assert "spawn user=policyd-spf argv=/usr/bin/policyd-spf" in master
+    conf = b.files["policyd-spf/policyd-spf.conf"].content.decode()
+    assert "Mail_From_reject = Fail\n" in conf and "HELO_reject = Fail\n" in conf
+    assert "TempError_Defer = False\n" in conf and "PermError_reject = False\n" in conf
+    assert "skip_addresses = 127.0.0.0/8,::ffff:127.0.0.0/104,::1,192.0.2.0/24\n" in conf
+
+
+def test_spf_mark_only_and_off() -> None:
+    conf = bundle_of(settings(spf={"fail": "mark"})).files["policyd-spf/policyd-spf.conf"]
+    assert b"Mail_From_reject = False\n" in conf.content
+    off = bundle_of(settings(spf={"enabled": False}))
+    assert "policyd-spf" not in main_cf(off)
+    assert "policyd-spf" not in off.files["postfix/master.cf"].content.decode()
+    assert not any(p.startswith("policyd-spf/") for p in off.files)
+
+
+# --- SRS (postsrsd) -----------------------------------------------------------------
+
+
+def test_srs_runs_only_while_an_alias_forwards_outside() -> None:
+    inside = bundle_of(settings(aliases={"team@example.com": "alice@example.com"}))
+    assert "postsrsd" not in {d.name for d in inside.daemons}
+    assert "10001" not in main_cf(inside)
+
+    out = bundle_of(
+        settings(alias_domains=["example.org"], aliases={"fwd@example.com": "someone@far.test"})
+    )
+    spec = out.daemon("postsrsd")
+    assert "-dexample.com" in spec.argv and "-Xexample.org" in spec.argv
+    assert "-l127.0.0.1" in spec.argv and "-upostsrsd" in spec.argv
+    params = main_cf_params(main_cf(out))
+    assert params["sender_canonical_maps"].endswith(", tcp:127.0.0.1:10001")
+    assert params["recipient_canonical_maps"].endswith(", tcp:127.0.0.1:10002")
+    assert params["sender_canonical_classes"] == "envelope_sender"  # never the From header
+    names = [d.name for d in out.daemons]
+    assert names.index("postsrsd") < names.index("postfix")
+    off = bundle_of(settings(srs={"enabled": False}, aliases={"f@example.com": "x@far.test"}))
+    assert "postsrsd" not in {d.name for d in off.daemons}
+    assert main_cf_params(main_cf(off))["sender_canonical_classes"] == (
+        "envelope_sender, header_sender"
+    )
+
+
+def test_srs_refuses_sender_canonical_which_needs_the_header() -> None:
+    with pytest.raises(RenderError, match=r"^srs\.enabled: .*maps\.sender_canonical"):
+        bundle_of(
+            settings(
+                aliases={"fwd@example.com": "someone@far.test"},
+                maps={"sender_canonical": {"bob@example.com": "robert@example.com"}},
+            )
+        )

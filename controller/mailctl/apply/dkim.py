@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import dns.exception
+
 from mailctl.apply import dnsquery, proc
 from mailctl.apply.files import atomic_write
 from mailctl.errors import Conflict, MailctlError, NotFound
@@ -222,7 +224,10 @@ def records(state: State, domains: list[str]) -> list[tuple[str, str]]:
 
 def observe(domain: str, key: Key, timeout: float = dnsquery.TIMEOUT) -> Observation:
     """Does every authoritative server of `domain` publish `key`, and with what TTL?"""
-    servers = dnsquery.name_servers(domain, timeout)
+    try:
+        servers = dnsquery.name_servers(domain, timeout)
+    except dns.exception.DNSException as exc:
+        return Observation(None, detail=f"name servers of {domain}: {exc.__class__.__name__}")
     if not servers:
         return Observation(None, detail=f"no name servers found for {domain}")
     name = f"{key.selector}._domainkey.{domain}"

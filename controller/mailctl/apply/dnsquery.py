@@ -41,7 +41,9 @@ def _resolver(timeout: float) -> dns.resolver.Resolver:
 
 
 def name_servers(domain: str, timeout: float = TIMEOUT) -> list[str]:
-    """Addresses of the name servers of the zone that holds `domain` (walking up)."""
+    """Addresses of the name servers of the zone that holds `domain` (walking up).
+
+    dns.exception.DNSException when the resolver does not answer (timeout, SERVFAIL)."""
     resolver = _resolver(timeout)
     name = dns.name.from_text(domain)
     while len(name.labels) > 1:

@@ -18,7 +18,7 @@ from mailctl.apply import dkim, netinfo, proc, secrets, users
 from mailctl.apply.files import atomic_write
 from mailctl.errors import MailctlError, SettingsError
 from mailctl.layout import Layout
-from mailctl.render import Secrets, SigningKey
+from mailctl.render import Secrets, SigningKey, srs
 from mailctl.render.facts import Facts
 from mailctl.render.facts import check as check_facts
 from mailctl.render.opendkim import signed_domains
@@ -113,6 +113,8 @@ def gather(
     here = found if found is not None else facts()
     check_facts(settings, here)
     resolved = secrets.resolve(settings, layout, frozenset(store), runner, save=save)
+    if save and srs.active(settings):
+        secrets.srs_key(layout)
     signing: tuple[SigningKey, ...] = ()
     if settings.dkim.enabled:
         try:

@@ -46,6 +46,13 @@ def state_key(layout: Layout) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
+def srs_key(layout: Layout) -> None:
+    """postsrsd's secret (it signs the SRS addresses), made on first use: 0600, root."""
+    path = layout.state / "srs.secret"
+    if not path.exists():
+        atomic_write(path, pysecrets.token_urlsafe(32).encode() + b"\n", 0o600)
+
+
 class HashCache:
     """Crypt hashes of clear passwords, stable across renders, with random salts."""
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import signal
 
-from mailctl.layout import LMTP_SOCKET, SASLAUTHD_MUX
-from mailctl.render import cyrus, fetchmail, opendkim, postfix, postgrey, sasl
+from mailctl.layout import LMTP_SOCKET, OPENDKIM_SOCKET, SASLAUTHD_MUX
+from mailctl.render import cyrus, fetchmail, opendkim, postfix, postgrey, sasl, spf, srs
 from mailctl.render.bundle import LIVE, Bundle, DaemonSpec, File, Probe, Reload
 from mailctl.render.facts import Facts
 from mailctl.render.opendkim import SigningKey
@@ -60,9 +60,11 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
                 reads=("opendkim/",),
                 # SIGUSR1: re-read the configuration and the key and signing tables.
                 reload=Reload("signal", signal=signal.SIGUSR1),
-                probes=(Probe("tcp", "127.0.0.1:8891"),),
+                probes=(Probe("unix", OPENDKIM_SOCKET),),
             )
         )
+    if srs.active(settings):
+        specs.append(srs.daemon(settings))
     specs.append(
         DaemonSpec(
             name="postfix",
@@ -107,6 +109,7 @@ def render(
     files.update(postgrey.files(settings))
     files.update(fetchmail.files(settings, secrets))
     files.update(opendkim.files(settings, dkim, facts))
+    files.update(spf.files(settings))
     files["tls/cert.pem"] = File(secrets.tls_cert, 0o644)
     files["tls/key.pem"] = File(secrets.tls_key, 0o640, "root", "ssl-cert")
     return Bundle(

@@ -48,7 +48,7 @@ def conf(settings: Settings, facts: Facts) -> str:
             ("Mode", "sv"),
             ("Canonicalization", "relaxed/simple"),
             ("OversignHeaders", "From"),
-            ("Socket", OPENDKIM_SOCKET),
+            ("Socket", f"local:{OPENDKIM_SOCKET}"),
             ("PidFile", "/run/opendkim/opendkim.pid"),
             ("UserID", "opendkim:opendkim"),
             ("InternalHosts", f"file:{LIVE}/opendkim/internal_hosts"),

@@ -10,6 +10,7 @@ from mailctl.errors import RenderError
 from mailctl.layout import LMTP_SOCKET, OPENDKIM_MILTER
 from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
+from mailctl.render import spf, srs
 from mailctl.render.bundle import HEADER, LIVE, File, text
 from mailctl.render.facts import Facts
 from mailctl.render.secrets import Secrets
@@ -25,6 +26,10 @@ def mynetworks(settings: Settings) -> list[str]:
     return list(dict.fromkeys(LOOPBACK + nets))
 
 
+def _with_srs(ref: str, table: str, on: bool) -> str:
+    return ", ".join(x for x in (ref, table if on else "") if x)
+
+
 def _canonical(settings: Settings) -> bool:
     m = settings.maps
     return bool(m.canonical or m.sender_canonical or m.recipient_canonical)
@@ -37,6 +42,13 @@ def main_cf(settings: Settings) -> str:
     db = settings.maps.table_type
     relay_login = bool(relay_logins(settings))
     banner = q.main_cf_text(s.banner, "smtp.banner") if s.banner else "ESMTP"
+    on = srs.active(settings)
+    if on and settings.maps.sender_canonical:
+        raise RenderError(
+            "srs.enabled: SRS makes sender_canonical_maps rewrite the envelope only, and "
+            "maps.sender_canonical also rewrites From headers; set srs.enabled to false, "
+            "or move those entries to maps.canonical"
+        )
     p: list[tuple[str, str]] = [
         ("compatibility_level", "3.6"),
         ("meta_directory", META),
@@ -70,8 +82,10 @@ def main_cf(settings: Settings) -> str:
         ("alias_maps", tables["aliases"].ref),
         ("alias_database", tables["aliases"].ref),
         ("canonical_maps", tables["canonical"].ref),
-        ("sender_canonical_maps", tables["sender_canonical"].ref),
-        ("recipient_canonical_maps", tables["recipient_canonical"].ref),
+        ("sender_canonical_maps", _with_srs(tables["sender_canonical"].ref, srs.FORWARD, on)),
+        ("recipient_canonical_maps", _with_srs(tables["recipient_canonical"].ref, srs.REVERSE, on)),
+        # SRS rewrites the envelope only: the From header stays the author's.
+        ("sender_canonical_classes", "envelope_sender" if on else "envelope_sender, header_sender"),
         # Postfix rewrites headers of mail from remote clients only with this set;
         # the guide's canonical maps rewrite both envelope and header.
         ("remote_header_rewrite_domain", "domain.invalid" if _canonical(settings) else ""),
@@ -88,6 +102,8 @@ def main_cf(settings: Settings) -> str:
         ("smtpd_milters", OPENDKIM_MILTER if settings.dkim.enabled else ""),
         ("non_smtpd_milters", OPENDKIM_MILTER if settings.dkim.enabled else ""),
         ("milter_default_action", "accept"),
+        # SPF (policyd-spf): one per smtpd, kept for the session and beyond.
+        *([(f"{spf.SERVICE}_time_limit", "3600")] if settings.spf.enabled else []),
         # TLS (FEATURES P16): offered on 25, required on 587, wrapper mode on 465.
         ("smtpd_tls_cert_file", f"{LIVE}/tls/cert.pem"),
         ("smtpd_tls_key_file", f"{LIVE}/tls/key.pem"),
@@ -228,6 +244,8 @@ def master_cf(settings: Settings) -> str:
         if row[0] in by_service:
             row = (*row[:7], cmd(by_service[row[0]], row[7]))
         lines.append(_row(row))
+    if settings.spf.enabled:
+        lines.append(_row(spf.master_row()))
     return "".join(lines)
 
 

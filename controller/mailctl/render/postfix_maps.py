@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from mailctl.render import quoting as q
+from mailctl.render import spf
 from mailctl.render.bundle import HEADER
 from mailctl.render.facts import Facts, own_helo
 from mailctl.settings import Settings
@@ -230,6 +231,7 @@ DEFAULTS: dict[str, dict[str, list[str]]] = {
             "permit_sasl_authenticated",
             "reject_unauth_destination",
             "reject_unlisted_recipient",
+            "spf",
             "greylist",
         ],
         "data": [],
@@ -261,6 +263,7 @@ DEFAULTS: dict[str, dict[str, list[str]]] = {
             "reject_non_fqdn_recipient",
             "reject_unknown_recipient_domain",
             "reject_unlisted_recipient",
+            "spf",
             "greylist",
         ],
         "data": [],
@@ -293,6 +296,8 @@ def expand(settings: Settings, t: dict[str, Table], tok: str) -> list[str]:
             return [f"check_sender_mx_access {t['sender_mx_bogons.cidr'].ref}"] if bogons else []
         case "greylist":
             return [f"check_policy_service {POLICY}"] if settings.greylisting.enabled else []
+        case "spf":
+            return [spf.CHECK] if settings.spf.enabled else []
         case "rbl":
             if not settings.rbl.lists:
                 return []

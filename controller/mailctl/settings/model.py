@@ -326,6 +326,27 @@ class Dkim(Group):
     )
 
 
+class Spf(Group):
+    """SPF checks of mail from outside (postfix-policyd-spf-python), with a Received-SPF
+    header on what passes. Logged-in users and `networks` are not checked. A domain
+    whose record cannot be read (DNS trouble) is never a reason to refuse mail."""
+
+    enabled: bool = Field(default=True, description="Check the sender's SPF record.")
+    fail: Literal["reject", "mark"] = Field(
+        default="reject",
+        description="A hard fail (the domain's `-all` excludes the client): refuse it with "
+        "550, or only say so in Received-SPF. Softfail (`~all`) is always only marked.",
+    )
+
+
+class Srs(Group):
+    """SRS (postsrsd) for mail that aliases forward to other domains: the envelope sender
+    becomes an address of ours, so the receiving server's SPF check passes, and bounces
+    to it come back to the original sender. Active only while an alias forwards outside."""
+
+    enabled: bool = Field(default=True, description="Rewrite senders of forwarded mail.")
+
+
 class Tls(Group):
     """The server certificate, FEATURES P16. Unset: a self-signed one is made and kept."""
 
@@ -388,6 +409,8 @@ class Settings(BaseSettings):
     relay: Relay = Field(default_factory=Relay)
     greylisting: Greylisting = Field(default_factory=Greylisting)
     dkim: Dkim = Field(default_factory=Dkim)
+    spf: Spf = Field(default_factory=Spf)
+    srs: Srs = Field(default_factory=Srs)
     cyrus: Cyrus = Field(default_factory=Cyrus)
     fetchmail: Fetchmail = Field(default_factory=Fetchmail)
     tls: Tls = Field(default_factory=Tls)

@@ -29,7 +29,7 @@ reject_unverified_sender reject_unverified_recipient reject_sender_login_mismatc
 reject_authenticated_sender_login_mismatch reject_unauthenticated_sender_login_mismatch
 reject_multi_recipient_bounce
 check_client_access check_helo_access check_sender_access check_recipient_access
-check_sender_mx_access greylist rbl
+check_sender_mx_access greylist rbl spf
 """.split()
 )
 # Tokens that take a DNS list domain as their argument.
