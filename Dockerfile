@@ -8,6 +8,8 @@ ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHON
 # The controller's threads (API, watchers, log pumps) need no malloc arena each: ~4 MB less.
 ENV MALLOC_ARENA_MAX=2
 
+# dbconfig-no-thanks: else opendmarc's optional database setup pulls in a MariaDB client
+# (80 MB) for aggregate reports, which this appliance does not send.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       postfix postfix-lmdb postfix-pcre \
@@ -15,7 +17,7 @@ RUN apt-get update \
       postgrey \
       cyrus-imapd cyrus-pop3d \
       fetchmail \
-      opendkim postfix-policyd-spf-python postsrsd \
+      opendkim opendmarc dbconfig-no-thanks postfix-policyd-spf-python postsrsd \
       tini openssl ca-certificates python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log \
  # Postfix's meta files leave /etc/postfix, which becomes a link into the live revision.
@@ -31,9 +33,10 @@ RUN apt-get update \
  && ln -s /etc/mailctl/current/cyrus/cyrus.conf /etc/cyrus.conf \
  && for s in smtp imap pop sieve; do ln -sf /etc/mailctl/current/pam/$s /etc/pam.d/$s; done \
  # postfix reaches saslauthd's socket (group sasl), Cyrus's LMTP socket (group mail) and
- # OpenDKIM's (group opendkim);
+ # OpenDKIM's and OpenDMARC's (groups opendkim, opendmarc);
  # Cyrus reads the TLS key (group ssl-cert).
- && adduser postfix sasl && adduser postfix mail && adduser postfix opendkim \
+ && adduser postfix sasl && adduser postfix mail \
+ && adduser postfix opendkim && adduser postfix opendmarc \
  && adduser cyrus ssl-cert \
  # saslpasswd2, saslauthd -a sasldb and the chroot copy all use /etc/sasldb2: on the users volume.
  && ln -sf /var/lib/mailctl/users/sasldb2 /etc/sasldb2

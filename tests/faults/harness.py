@@ -81,6 +81,7 @@ ROLES: dict[str, Callable[[str], bool]] = {
     "saslauthd": lambda c: c.startswith("/usr/sbin/saslauthd"),
     "postgrey": lambda c: "postgrey" in c and "--inet" in c,
     "opendkim": lambda c: c.startswith("/usr/sbin/opendkim"),
+    "opendmarc": lambda c: c.startswith("/usr/sbin/opendmarc"),
     "controller": lambda c: c.startswith("/opt/mailctl/bin/python3 /opt/mailctl/bin/mailctl run"),
 }
 

@@ -46,6 +46,8 @@ VICTIMS = {
     "postgrey": Victim("postgrey", "postgrey", submission=True, greylisting=True),
     # The signer: submission waits (tempfail) while it is down, never sends unsigned.
     "opendkim": Victim("opendkim", "opendkim", submission=True),
+    # The DMARC evaluator on port 25: its death lets mail through unevaluated.
+    "opendmarc": Victim("opendmarc", "opendmarc"),
 }
 
 

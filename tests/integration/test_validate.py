@@ -168,6 +168,16 @@ def test_an_opendkim_conf_it_cannot_read_is_refused(root: Path) -> None:
     assert not (rev / "opendkim/.check.conf").exists()  # nothing left in the revision
 
 
+def test_an_opendmarc_conf_it_cannot_read_is_refused(root: Path) -> None:
+    bundle = bundle_for(realistic())
+    rev = stage(root, bundle)
+    validate.opendmarc(rev)
+    append(rev, bundle, "opendmarc/opendmarc.conf", "MailctlNoSuchOption yes\n")
+    with pytest.raises(ValidationError, match=r"opendmarc -n: .*line \d+: unrecognized parameter"):
+        validate.opendmarc(rev)
+    assert not (rev / "opendmarc/.check.conf").exists()
+
+
 def test_only_what_changed_is_checked(root: Path) -> None:
     """A bad file outside `changed` is not looked at (it is the live one's, known good)."""
     bundle = bundle_for(realistic())

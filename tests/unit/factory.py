@@ -149,7 +149,11 @@ def full_data() -> dict[str, Any]:
             "dns_check_every": "10m",
         },
         spf={"enabled": True, "fail": "mark"},
-        srs={"enabled": False},  # full_data has sender_canonical, which SRS refuses
+        srs={"enabled": False},
+        dmarc={
+            "enabled": True,
+            "policy": "quarantine",
+        },  # full_data has sender_canonical, which SRS refuses
         cyrus={
             "admins": ["alice@example.com"],
             "quota_warn": 80,

@@ -4,6 +4,7 @@ guard holds whatever restriction lists the user writes."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
@@ -372,10 +373,19 @@ def test_fetchmailrc_means_what_the_settings_say() -> None:
 def test_daemons_start_in_dependency_order() -> None:
     b = bundle_of(settings(**RICH))
     order = [d.name for d in b.daemons]
-    assert order == ["saslauthd", "cyrus", "postgrey", "opendkim", "postfix", "fetchmail"]
+    assert order == [
+        "saslauthd",
+        "cyrus",
+        "postgrey",
+        "opendkim",
+        "opendmarc",
+        "postfix",
+        "fetchmail",
+    ]
     for i, d in enumerate(b.daemons):
         assert set(d.before) <= set(order[:i]), f"{d.name} waits for a later daemon"
     assert set(b.daemon("postfix").before) >= {"saslauthd", "cyrus", "postgrey", "opendkim"}
+    assert "opendmarc" in b.daemon("postfix").before
 
 
 @pytest.mark.parametrize(
@@ -548,3 +558,42 @@ def test_srs_refuses_sender_canonical_which_needs_the_header() -> None:
                 maps={"sender_canonical": {"bob@example.com": "robert@example.com"}},
             )
         )
+
+
+# --- DMARC (OpenDMARC) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "reject", "marked"),
+    [("none", "false", False), ("quarantine", "false", True), ("reject", "true", True)],
+)
+def test_dmarc_policy_reaches_opendmarc_and_the_mark(
+    policy: str, reject: str, marked: bool
+) -> None:
+    b = bundle_of(settings(dmarc={"policy": policy}))
+    conf = b.files["opendmarc/opendmarc.conf"].content.decode()
+    assert f"RejectFailures {reject}\n" in conf
+    assert "AuthservID mail.example.com\n" in conf and "SPFSelfValidate true\n" in conf
+    params = main_cf_params(main_cf(b))
+    # OpenDKIM first (OpenDMARC reads its verdict); a failing OpenDMARC accepts mail
+    assert " ".join(params["smtpd_milters"].split()) == (
+        "unix:opendkim/opendkim.sock, { unix:opendmarc/opendmarc.sock, default_action=accept }"
+    )
+    assert params["non_smtpd_milters"] == "unix:opendkim/opendkim.sock"
+    checks = b.files["postfix/milter_header_checks.pcre"].content.decode()
+    pattern = re.search(r"^/(.+)/$", checks, re.M)
+    assert (pattern is not None) == marked
+    if pattern:
+        rule = re.compile(pattern.group(1))
+        fail = "Authentication-Results: mail.example.com; dmarc=fail (p=reject dis=none) "
+        assert rule.search(fail + "header.from=x.example")
+        assert rule.search(fail.replace("p=reject", "p=quarantine"))
+        assert not rule.search(fail.replace("p=reject", "p=none"))
+        assert not rule.search(fail.replace("dmarc=fail", "dmarc=pass"))
+        assert not rule.search(fail.replace("mail.example.com", "evil.example"))
+
+
+def test_dmarc_off() -> None:
+    b = bundle_of(settings(dmarc={"enabled": False}))
+    assert "opendmarc" not in {d.name for d in b.daemons}
+    assert main_cf_params(main_cf(b))["smtpd_milters"] == "unix:opendkim/opendkim.sock"

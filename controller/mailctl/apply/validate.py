@@ -16,6 +16,7 @@ from mailctl.errors import CommandError, ValidationError
 from mailctl.layout import CYR_INFO
 from mailctl.render.bundle import LIVE, Bundle
 from mailctl.render.opendkim import CONF as OPENDKIM_CONF
+from mailctl.render.opendmarc import CONF as OPENDMARC_CONF
 
 _COMPLAINT = re.compile(r"(warning|fatal|error|panic):", re.IGNORECASE)
 
@@ -133,19 +134,34 @@ def fetchmail(stage: Path, run: proc.Runner = proc.run) -> None:
         raise ValidationError(f"fetchmailrc refused by fetchmail: {first[:300]}") from None
 
 
-def opendkim(stage: Path, run: proc.Runner = proc.run) -> None:
-    """`opendkim -n` parses the configuration and opens its tables: the staged ones, via a
-    copy of the file whose paths point into the stage (removed again)."""
-    conf = stage / OPENDKIM_CONF
+def _milter_conf(stage: Path, rel: str, argv: list[str]) -> list[str]:
+    """A copy of a staged milter config whose paths point into the stage, for its -n."""
+    conf = stage / rel
     check = conf.with_name(".check.conf")
     check.write_text(conf.read_text().replace(f"{LIVE}/", f"{stage}/"))
+    return [*argv, str(check)]
+
+
+def _milter_check(stage: Path, rel: str, argv: list[str], run: proc.Runner) -> None:
+    """`argv -n CONF` parses the configuration and opens its files: the staged ones."""
+    full = _milter_conf(stage, rel, argv)
+    check = Path(full[-1])
+    name = Path(argv[0]).name
     try:
-        run(["/usr/sbin/opendkim", "-n", "-x", str(check)], timeout=30)
+        run(full, timeout=30)
     except CommandError as exc:
-        said = exc.output.strip().replace(str(check), "opendkim.conf").replace(f"{stage}/", "")
-        raise ValidationError(f"opendkim -n: {said[:300] or exc}") from None
+        said = exc.output.strip().replace(str(check), Path(rel).name).replace(f"{stage}/", "")
+        raise ValidationError(f"{name} -n: {said[:300] or exc}") from None
     finally:
         check.unlink(missing_ok=True)
+
+
+def opendkim(stage: Path, run: proc.Runner = proc.run) -> None:
+    _milter_check(stage, OPENDKIM_CONF, ["/usr/sbin/opendkim", "-n", "-x"], run)
+
+
+def opendmarc(stage: Path, run: proc.Runner = proc.run) -> None:
+    _milter_check(stage, OPENDMARC_CONF, ["/usr/sbin/opendmarc", "-n", "-c"], run)
 
 
 def tls(stage: Path, run: proc.Runner = proc.run) -> None:
@@ -219,5 +235,7 @@ def stage(
         cyrus(stage_dir, run)
     if (stage_dir / OPENDKIM_CONF).exists() and touched("opendkim/"):
         opendkim(stage_dir, run)
+    if (stage_dir / OPENDMARC_CONF).exists() and touched("opendmarc/"):
+        opendmarc(stage_dir, run)
     if (stage_dir / "fetchmail/fetchmailrc").exists() and touched("fetchmail/"):
         fetchmail(stage_dir, run)

@@ -7,8 +7,18 @@ from __future__ import annotations
 
 import signal
 
-from mailctl.layout import LMTP_SOCKET, OPENDKIM_SOCKET, SASLAUTHD_MUX
-from mailctl.render import cyrus, fetchmail, opendkim, postfix, postgrey, sasl, spf, srs
+from mailctl.layout import LMTP_SOCKET, OPENDKIM_SOCKET, OPENDMARC_SOCKET, SASLAUTHD_MUX
+from mailctl.render import (
+    cyrus,
+    fetchmail,
+    opendkim,
+    opendmarc,
+    postfix,
+    postgrey,
+    sasl,
+    spf,
+    srs,
+)
 from mailctl.render.bundle import LIVE, Bundle, DaemonSpec, File, Probe, Reload
 from mailctl.render.facts import Facts
 from mailctl.render.opendkim import SigningKey
@@ -63,6 +73,16 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
                 probes=(Probe("unix", OPENDKIM_SOCKET),),
             )
         )
+    if settings.dmarc.enabled:
+        specs.append(
+            DaemonSpec(
+                name="opendmarc",
+                argv=("/usr/sbin/opendmarc", "-f", "-c", f"{LIVE}/{opendmarc.CONF}"),
+                reads=("opendmarc/",),
+                reload=Reload("restart"),
+                probes=(Probe("unix", OPENDMARC_SOCKET),),
+            )
+        )
     if srs.active(settings):
         specs.append(srs.daemon(settings))
     specs.append(
@@ -110,6 +130,7 @@ def render(
     files.update(fetchmail.files(settings, secrets))
     files.update(opendkim.files(settings, dkim, facts))
     files.update(spf.files(settings))
+    files.update(opendmarc.files(settings))
     files["tls/cert.pem"] = File(secrets.tls_cert, 0o644)
     files["tls/key.pem"] = File(secrets.tls_key, 0o640, "root", "ssl-cert")
     return Bundle(

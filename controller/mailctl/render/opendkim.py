@@ -76,6 +76,11 @@ def conf(settings: Settings, facts: Facts) -> str:
     )
 
 
+def internal_hosts(settings: Settings) -> list[str]:
+    """Loopback and `networks`: signed, not verified (OpenDMARC ignores them too)."""
+    return list(dict.fromkeys(["127.0.0.0/8", "::1/128", *(str(n) for n in settings.networks)]))
+
+
 def files(
     settings: Settings, keys: tuple[SigningKey, ...], facts: Facts | None = None
 ) -> dict[str, File]:
@@ -88,8 +93,7 @@ def files(
     )
     # Exact per-domain entries: a foreign From domain matches none and is not signed.
     signing_table = "".join(f"*@{k.domain} {k.selector}._domainkey.{k.domain}\n" for k in active)
-    nets = ["127.0.0.0/8", "::1/128", *(str(n) for n in settings.networks)]
-    internal = "".join(f"{net}\n" for net in dict.fromkeys(nets))
+    internal = "".join(f"{net}\n" for net in internal_hosts(settings))
     return {
         CONF: text(conf(settings, facts or Facts())),
         "opendkim/key_table": text(HEADER + key_table),

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from mailctl.errors import RenderError
 from mailctl.layout import LMTP_SOCKET, OPENDKIM_MILTER
+from mailctl.render import opendmarc, spf, srs
 from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
-from mailctl.render import spf, srs
 from mailctl.render.bundle import HEADER, LIVE, File, text
 from mailctl.render.facts import Facts
 from mailctl.render.secrets import Secrets
@@ -28,6 +28,12 @@ def mynetworks(settings: Settings) -> list[str]:
 
 def _with_srs(ref: str, table: str, on: bool) -> str:
     return ", ".join(x for x in (ref, table if on else "") if x)
+
+
+def _smtpd_milters(settings: Settings) -> list[str]:
+    """OpenDKIM first: OpenDMARC reads its verdict."""
+    out = [OPENDKIM_MILTER] if settings.dkim.enabled else []
+    return out + ([opendmarc.MILTER] if settings.dmarc.enabled else [])
 
 
 def _canonical(settings: Settings) -> bool:
@@ -99,9 +105,14 @@ def main_cf(settings: Settings) -> str:
         ("virtual_transport", LMTP),
         # DKIM (opendkim): signs submission and trusted networks, verifies the rest.
         # Verification fails open on port 25; submission overrides it to tempfail.
-        ("smtpd_milters", OPENDKIM_MILTER if settings.dkim.enabled else ""),
+        ("smtpd_milters", ", ".join(_smtpd_milters(settings))),
         ("non_smtpd_milters", OPENDKIM_MILTER if settings.dkim.enabled else ""),
         ("milter_default_action", "accept"),
+        # DMARC marks (dmarc.policy quarantine, reject) on OpenDMARC's own header
+        (
+            "milter_header_checks",
+            f"pcre:{LIVE}/{opendmarc.HEADER_CHECKS}" if settings.dmarc.enabled else "",
+        ),
         # SPF (policyd-spf): one per smtpd, kept for the session and beyond.
         *([(f"{spf.SERVICE}_time_limit", "3600")] if settings.spf.enabled else []),
         # TLS (FEATURES P16): offered on 25, required on 587, wrapper mode on 465.

@@ -104,6 +104,7 @@ def pattern_tables(settings: Settings) -> list[Table]:
 # what the user wrote instead of a generated file.
 _SETTING_OF = {
     "aliases": "maps.local_aliases",
+    "milter_header_checks.pcre": "dmarc.policy",
     "canonical": "maps.canonical",
     "sender_canonical": "maps.sender_canonical",
     "recipient_canonical": "maps.recipient_canonical",

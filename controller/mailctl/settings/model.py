@@ -339,6 +339,21 @@ class Spf(Group):
     )
 
 
+class Dmarc(Group):
+    """DMARC evaluation of mail from outside (OpenDMARC, after OpenDKIM and SPF). Its
+    verdict goes into an Authentication-Results header under our hostname. OpenDMARC
+    never stops mail by failing: if it crashes or hangs, mail is accepted unevaluated."""
+
+    enabled: bool = Field(default=True, description="Evaluate DMARC for mail from outside.")
+    policy: Literal["none", "quarantine", "reject"] = Field(
+        default="none",
+        description="none: report only (the header). quarantine: also hold failing mail of "
+        "domains that ask for quarantine or reject in the hold queue (mailctl queue list "
+        "--queue hold; release or delete). reject: refuse failing mail of domains that "
+        "publish p=reject with 550, and hold that of p=quarantine domains.",
+    )
+
+
 class Srs(Group):
     """SRS (postsrsd) for mail that aliases forward to other domains: the envelope sender
     becomes an address of ours, so the receiving server's SPF check passes, and bounces
@@ -411,6 +426,7 @@ class Settings(BaseSettings):
     dkim: Dkim = Field(default_factory=Dkim)
     spf: Spf = Field(default_factory=Spf)
     srs: Srs = Field(default_factory=Srs)
+    dmarc: Dmarc = Field(default_factory=Dmarc)
     cyrus: Cyrus = Field(default_factory=Cyrus)
     fetchmail: Fetchmail = Field(default_factory=Fetchmail)
     tls: Tls = Field(default_factory=Tls)
