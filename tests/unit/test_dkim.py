@@ -228,7 +228,7 @@ def test_a_resolver_that_times_out_is_unknown_not_a_crash(monkeypatch: pytest.Mo
     """The rotator thread died on dnspython's LifetimeTimeout once; now it is 'unknown'."""
     import dns.exception
 
-    from mailctl.apply import dnsquery
+    from mailctl.apply import dnsquery  # what observe imports when it runs
 
     def timeout(domain: str, timeout: float = 3.0) -> list[str]:
         raise dns.exception.Timeout

@@ -30,9 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-import dns.exception
-
-from mailctl.apply import dnsquery, proc
+from mailctl.apply import proc
 from mailctl.apply.files import atomic_write
 from mailctl.errors import Conflict, MailctlError, NotFound
 from mailctl.layout import Layout
@@ -222,8 +220,15 @@ def records(state: State, domains: list[str]) -> list[tuple[str, str]]:
     ]
 
 
-def observe(domain: str, key: Key, timeout: float = dnsquery.TIMEOUT) -> Observation:
-    """Does every authoritative server of `domain` publish `key`, and with what TTL?"""
+def observe(domain: str, key: Key, timeout: float = 3.0) -> Observation:
+    """Does every authoritative server of `domain` publish `key`, and with what TTL?
+
+    dnspython is imported here, not with the module: the controller needs it only while
+    a key waits for its record, and it costs the resident controller ~3 MB."""
+    import dns.exception
+
+    from mailctl.apply import dnsquery
+
     try:
         servers = dnsquery.name_servers(domain, timeout)
     except dns.exception.DNSException as exc:
