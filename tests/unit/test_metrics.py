@@ -504,6 +504,10 @@ def test_render_is_the_text_format_with_every_family() -> None:
         "mailctl_lmtp_failures": "counter",
         "mailctl_log_lines": "counter",
         "mailctl_apply": "counter",
+        "mailctl_dkim_signed": "counter",
+        "mailctl_dkim_verified": "counter",
+        "mailctl_dmarc_results": "counter",
+        "mailctl_spf_results": "counter",
         "mailctl_queue_messages": "gauge",
         "mailctl_queue_oldest_seconds": "gauge",
         "mailctl_daemon_up": "gauge",
@@ -525,3 +529,35 @@ def test_each_instance_has_its_own_registry() -> None:
     line_total = "mailctl_log_lines_total"
     assert sum(v for (n, _), v in samples(a).items() if n == line_total) == 1
     assert sum(v for (n, _), v in samples(b).items() if n == line_total) == 0
+
+
+# Real lines of this image's OpenDKIM, OpenDMARC and policyd-spf (tests/e2e/test_dmarc.py's
+# messages, a signed, a tampered and a submitted one), as the controller logs them (the
+# masker's "***" included); each row counts what the first matching entry says, or nothing.
+AUTH_ROWS = (DATA.parent / "authlines.txt").read_text().splitlines()
+AUTH_EXPECT: list[tuple[str, Sample]] = [
+    ("DKIM verification successful", s("mailctl_dkim_verified_total", result="pass")),
+    ("bad signature data", s("mailctl_dkim_verified_total", result="fail")),
+    ("key retrieval failed", s("mailctl_dkim_verified_total", result="error")),
+    ("DKIM-Signature field added", s("mailctl_dkim_signed_total")),
+    ("good.example pass", s("mailctl_dmarc_results_total", result="pass")),
+    ("bad.example fail", s("mailctl_dmarc_results_total", result="fail")),
+    ("nospf.example none", s("mailctl_dmarc_results_total", result="none")),
+    ("Received-SPF: Pass", s("mailctl_spf_results_total", result="pass")),
+    ("Received-SPF: Softfail", s("mailctl_spf_results_total", result="softfail")),
+    ("Received-SPF: None", s("mailctl_spf_results_total", result="none")),
+    ("due to: SPF fail", s("mailctl_spf_results_total", result="fail")),
+]
+
+
+@pytest.mark.parametrize("row", AUTH_ROWS, ids=range(len(AUTH_ROWS)))
+def test_deliverability_lines_count_once_or_not_at_all(row: str) -> None:
+    name, line = row.split(": ", 1)
+    m = Metrics()
+    before = samples(m)
+    m.observe_line(name, line)
+    d = delta(before, samples(m))
+    counted = [sample for sub, sample in AUTH_EXPECT if sub in row]
+    assert rule_counts(d) == Counter(counted)
+    known = "true" if counted else "false"
+    assert line_counts(d) == Counter({s("mailctl_log_lines_total", daemon=name, known=known): 1})

@@ -99,7 +99,20 @@ CYRUS_SERVICES = {
     "cyrus/pop3": "pop",
     "cyrus/pop3s": "pop",
 }
-DAEMONS = ("postfix", "saslauthd", "postgrey", "fetchmail", "mailctl")
+DAEMONS = (
+    "postfix",
+    "saslauthd",
+    "postgrey",
+    "fetchmail",
+    "mailctl",
+    "opendkim",
+    "opendmarc",
+    "policyd-spf",
+    "postsrsd",
+)
+DKIM_RESULTS = ("pass", "fail", "error")
+DMARC_RESULTS = ("pass", "fail", "none", "other")
+SPF_RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
 # Seconds (floats: repr() is then the Go form Prometheus writes, "10.0"); a
 # reload-only change takes well under one, a Cyrus restart several.
 APPLY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -153,6 +166,26 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...], tuple[tuple[str, ...], ...]]] =
         "Log lines seen, by daemon and whether a metric rule recognised them.",
         ("daemon", "known"),
         (),
+    ),
+    "mailctl_dkim_signed": (
+        "Messages OpenDKIM signed (submission and trusted networks).",
+        (),
+        ((),),
+    ),
+    "mailctl_dkim_verified": (
+        "DKIM signatures of mail from outside, by result (error: no key in DNS and such).",
+        ("result",),
+        tuple((r,) for r in DKIM_RESULTS),
+    ),
+    "mailctl_dmarc_results": (
+        "DMARC verdicts of OpenDMARC on mail from outside, by result.",
+        ("result",),
+        tuple((r,) for r in DMARC_RESULTS),
+    ),
+    "mailctl_spf_results": (
+        "SPF results of policyd-spf for mail from outside (fail: refused or marked).",
+        ("result",),
+        tuple((r,) for r in SPF_RESULTS),
     ),
     "mailctl_apply": (
         "Settings applies, by result.",
@@ -255,6 +288,49 @@ def _cyrus(name: str, line: str) -> tuple[Key, ...] | None:
     return None
 
 
+def _opendkim(line: str) -> tuple[Key, ...] | None:
+    """`QUEUEID: DKIM-Signature field added (s=.., d=..)`, `...: DKIM verification
+    successful`, `...: bad signature data`, `...: key retrieval failed (...)`."""
+    if "DKIM-Signature field added" in line:
+        return (("mailctl_dkim_signed", ()),)
+    for text, result in _DKIM_VERDICTS:
+        if text in line:
+            return (("mailctl_dkim_verified", (result,)),)
+    return None
+
+
+_DKIM_VERDICTS = (
+    ("DKIM verification successful", "pass"),
+    ("bad signature data", "fail"),
+    ("key retrieval failed", "error"),
+)
+
+
+def _opendmarc(line: str) -> tuple[Key, ...] | None:
+    """`QUEUEID: example.org pass` (or fail, none, ...)."""
+    parts = line.split()
+    if len(parts) != 3 or not parts[0].endswith(":"):
+        return None
+    result = parts[2] if parts[2] in DMARC_RESULTS else "other"
+    return (("mailctl_dmarc_results", (result,)),)
+
+
+def _policyd_spf(line: str) -> tuple[Key, ...] | None:
+    """`prepend Received-SPF: Pass ...`, or the refusal `550 ... SPF fail - not ...`."""
+    found = _SPF_HEADER.search(line)
+    if found:
+        result = found.group(1).lower()
+    elif "Message rejected due to: SPF fail" in line:
+        result = "fail"
+    else:
+        return None
+    return (("mailctl_spf_results", (result if result in SPF_RESULTS else "none",)),)
+
+
+_SPF_HEADER = re.compile(r"prepend Received-SPF: (\w+)")
+_AUTH_CHECKS = {"opendkim": _opendkim, "opendmarc": _opendmarc, "policyd-spf": _policyd_spf}
+
+
 def _delivery(agent: str, msg: str) -> tuple[Key, ...] | None:
     m = _STATUS.search(msg)
     if m is None or " to=<" not in msg[: m.start()]:
@@ -298,6 +374,8 @@ class Metrics:
             keys = self._postfix(line)
         elif daemon == "cyrus":
             keys = _cyrus(name, line)
+        elif daemon in _AUTH_CHECKS:
+            keys = _AUTH_CHECKS[daemon](line)
         with self._lock:
             counts = self._counts
             for family, labels in keys or ():
