@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from tests.e2e import peers
-from tests.e2e.appliance import Appliance
+from tests.e2e.appliance import Appliance, crypt
 from tests.e2e.util import wait_until
+
+
+def settings_for(login: tuple[str, str], **extra: Any) -> dict[str, Any]:
+    """mail.example.com for example.com, with `login` as its one user, no greylisting."""
+    return {
+        "hostname": "mail.example.com",
+        "domains": ["example.com"],
+        "users": [{"address": login[0], "password_hash": crypt(login[1])}],
+        "greylisting": {"enabled": False},
+        **extra,
+    }
 
 
 def base_records(dns: peers.Dns, mta: peers.Mta) -> list[str]:

@@ -19,9 +19,9 @@ import dkim as dkimpy  # type: ignore[import-untyped]
 import dkim.util  # type: ignore[import-untyped]
 
 from tests.e2e import peers
-from tests.e2e.appliance import Appliance, crypt
+from tests.e2e.appliance import Appliance
 from tests.e2e.fixtures import MakeAppliance
-from tests.e2e.outside import headers_of, publish, received, txt_from
+from tests.e2e.outside import headers_of, publish, received, settings_for, txt_from
 from tests.e2e.util import wait_until
 
 PW = "dkim-secret-1"
@@ -30,13 +30,7 @@ TTL = 5  # the DNS peer's TTL (PEER_DNS_TTL): how long a record must be seen fir
 
 
 def settings(**dkim: Any) -> dict[str, Any]:
-    return {
-        "hostname": "mail.example.com",
-        "domains": ["example.com"],
-        "users": [{"address": ALICE[0], "password_hash": crypt(PW)}],
-        "greylisting": {"enabled": False},
-        "dkim": {"dns_check_every": "1s", "retire_after": "15s", **dkim},
-    }
+    return settings_for(ALICE, dkim={"dns_check_every": "1s", "retire_after": "15s", **dkim})
 
 
 def keys(app: Appliance) -> list[dict[str, Any]]:

@@ -16,9 +16,9 @@ import docker
 import pytest
 
 from tests.e2e import peers
-from tests.e2e.appliance import Appliance, bridge_gateway, crypt
+from tests.e2e.appliance import Appliance, bridge_gateway
 from tests.e2e.fixtures import MakeAppliance
-from tests.e2e.outside import headers_of, publish
+from tests.e2e.outside import headers_of, publish, settings_for
 from tests.e2e.util import wait_until
 
 PW = "dmarc-secret-1"
@@ -26,13 +26,7 @@ ALICE = ("alice@example.com", PW)
 
 
 def settings(policy: str) -> dict[str, Any]:
-    return {
-        "hostname": "mail.example.com",
-        "domains": ["example.com"],
-        "users": [{"address": ALICE[0], "password_hash": crypt(PW)}],
-        "greylisting": {"enabled": False},
-        "dmarc": {"policy": policy},
-    }
+    return settings_for(ALICE, dmarc={"policy": policy})
 
 
 def records(gw: str) -> dict[str, str]:

@@ -14,9 +14,9 @@ from typing import Any
 import docker
 
 from tests.e2e import peers
-from tests.e2e.appliance import Appliance, bridge_gateway, crypt
+from tests.e2e.appliance import Appliance, bridge_gateway
 from tests.e2e.fixtures import MakeAppliance
-from tests.e2e.outside import headers_of, publish, received
+from tests.e2e.outside import headers_of, publish, received, settings_for
 from tests.e2e.util import wait_until
 
 PW = "spf-secret-1"
@@ -24,15 +24,8 @@ ALICE = ("alice@example.com", PW)
 
 
 def settings(**extra: Any) -> dict[str, Any]:
-    return {
-        "hostname": "mail.example.com",
-        "domains": ["example.com"],
-        "users": [{"address": ALICE[0], "password_hash": crypt(PW)}],
-        "greylisting": {"enabled": False},
-        # the MTA peer's address is a private one: its senders' MX would be refused
-        "access": {"sender_mx_bogons": False},
-        **extra,
-    }
+    # the MTA peer's address is a private one: its senders' MX would be refused
+    return settings_for(ALICE, access={"sender_mx_bogons": False}, **extra)
 
 
 def from_outside(app: Appliance, sender: str, to: str, n: int) -> tuple[int, str, str]:

@@ -6,12 +6,15 @@ the key it replaces stays published for retire_after; no selector is used twice.
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from mailctl.apply import dkim
-from mailctl.errors import MailctlError
+from mailctl.apply.proc import Done
+from mailctl.errors import CommandError, MailctlError
 from mailctl.layout import Layout
 from mailctl.render import opendkim
 from mailctl.settings import Settings
@@ -228,11 +231,44 @@ def test_a_resolver_that_times_out_is_unknown_not_a_crash(monkeypatch: pytest.Mo
     """The rotator thread died on dnspython's LifetimeTimeout once; now it is 'unknown'."""
     import dns.exception
 
-    from mailctl.apply import dnsquery  # what observe imports when it runs
+    from mailctl.apply import dnsquery
 
     def timeout(domain: str, timeout: float = 3.0) -> list[str]:
         raise dns.exception.Timeout
 
     monkeypatch.setattr(dnsquery, "name_servers", timeout)
-    seen = dkim.observe("a.test", dkim.Key("s1", "pending", T0, "PUB"))
-    assert seen.matches is None and "Timeout" in seen.detail
+    seen = dnsquery.published("a.test", "s1._domainkey.a.test", "PUB")
+    assert seen["matches"] is None and "Timeout" in str(seen["detail"])
+
+
+def test_the_dns_is_asked_in_a_child_and_its_silence_is_unknown() -> None:
+    """observe runs `python -m mailctl.apply.dnsquery` (dnspython stays out of the
+    controller) and reads its JSON; a child that fails or babbles is no evidence."""
+    key = dkim.Key("s1", "pending", T0, "PUB")
+    asked: list[tuple[list[str], str | None]] = []
+
+    def answers(out: str) -> Callable[..., Done]:
+        def run(argv: list[str], *, input_text: str | None = None, **_: object) -> Done:
+            asked.append((argv, input_text))
+            return subprocess.CompletedProcess(argv, 0, out, "")
+
+        return run
+
+    seen = dkim.observe(
+        "a.test", key, runner=answers('{"matches": true, "ttl": 300, "detail": "x"}')
+    )
+    assert seen == dkim.Observation(True, 300, "x")
+    assert asked[0][0][1:] == [
+        "-m",
+        "mailctl.apply.dnsquery",
+        "a.test",
+        "s1._domainkey.a.test",
+        "3.0",
+    ]
+    assert asked[0][1] == "PUB"  # the public key on stdin
+    assert dkim.observe("a.test", key, runner=answers("Traceback ...")).matches is None
+
+    def fails(argv: list[str], **_: object) -> Done:
+        raise CommandError(argv, 1, "boom")
+
+    assert dkim.observe("a.test", key, runner=fails).matches is None

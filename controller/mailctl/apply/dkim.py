@@ -23,6 +23,7 @@ import fcntl
 import grp
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from typing import Literal
 
 from mailctl.apply import proc
 from mailctl.apply.files import atomic_write
-from mailctl.errors import Conflict, MailctlError, NotFound
+from mailctl.errors import CommandError, Conflict, MailctlError, NotFound
 from mailctl.layout import Layout
 from mailctl.render.opendkim import SigningKey
 
@@ -220,32 +221,22 @@ def records(state: State, domains: list[str]) -> list[tuple[str, str]]:
     ]
 
 
-def observe(domain: str, key: Key, timeout: float = 3.0) -> Observation:
+def observe(
+    domain: str, key: Key, timeout: float = 3.0, runner: proc.Runner = proc.run
+) -> Observation:
     """Does every authoritative server of `domain` publish `key`, and with what TTL?
 
-    dnspython is imported here, not with the module: the controller needs it only while
-    a key waits for its record, and it costs the resident controller ~3 MB."""
-    import dns.exception
-
-    from mailctl.apply import dnsquery
-
-    try:
-        servers = dnsquery.name_servers(domain, timeout)
-    except dns.exception.DNSException as exc:
-        return Observation(None, detail=f"name servers of {domain}: {exc.__class__.__name__}")
-    if not servers:
-        return Observation(None, detail=f"no name servers found for {domain}")
+    Asked in a child process (apply.dnsquery's main): dnspython would stay in the
+    resident controller for good, about 6 MB, for a question asked every few minutes
+    and only while a key waits for its record."""
     name = f"{key.selector}._domainkey.{domain}"
-    ttl = 0
-    for server in servers:
-        answer = dnsquery.txt_at(server, name, timeout)
-        if not answer.ok:
-            return Observation(None, detail=answer.reason)
-        ours = [t for t in answer.texts if dnsquery.tags(t).get("p") == key.public]
-        if not ours:
-            return Observation(False, detail=f"{server} does not publish {name} as ours")
-        ttl = max(ttl, answer.ttl)
-    return Observation(True, ttl=ttl, detail=f"published on {', '.join(servers)}")
+    argv = [sys.executable, "-m", "mailctl.apply.dnsquery", domain, name, str(timeout)]
+    try:
+        done = runner(argv, input_text=key.public, timeout=timeout * 10 + 10)
+        data = json.loads(done.stdout)
+        return Observation(data["matches"], int(data["ttl"]), str(data["detail"]))
+    except (CommandError, ValueError, KeyError, TypeError) as exc:
+        return Observation(None, detail=f"the DNS check gave no answer ({exc.__class__.__name__})")
 
 
 # --- files ----------------------------------------------------------------------------

@@ -11,6 +11,8 @@ the name servers' names and addresses.
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 
 import dns.exception
@@ -95,3 +97,43 @@ def tags(record: str) -> dict[str, str]:
             k, _, v = part.partition("=")
             out[k.strip()] = "".join(v.split())
     return out
+
+
+def published(domain: str, name: str, public: str, timeout: float = TIMEOUT) -> dict[str, object]:
+    """Does every name server of `domain` serve TXT `name` with p=`public`, and its TTL?
+
+    matches: True (all do), False (one does not), None (one did not answer: no
+    evidence either way)."""
+    try:
+        servers = name_servers(domain, timeout)
+    except dns.exception.DNSException as exc:
+        why = f"name servers of {domain}: {exc.__class__.__name__}"
+        return {"matches": None, "ttl": 0, "detail": why}
+    if not servers:
+        return {"matches": None, "ttl": 0, "detail": f"no name servers found for {domain}"}
+    ttl = 0
+    for server in servers:
+        answer = txt_at(server, name, timeout)
+        if not answer.ok:
+            return {"matches": None, "ttl": 0, "detail": answer.reason}
+        if not any(tags(t).get("p") == public for t in answer.texts):
+            return {
+                "matches": False,
+                "ttl": 0,
+                "detail": f"{server} does not publish {name} as ours",
+            }
+        ttl = max(ttl, answer.ttl)
+    return {"matches": True, "ttl": ttl, "detail": f"published on {', '.join(servers)}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mailctl.apply.dnsquery DOMAIN NAME TIMEOUT`, the public key on stdin:
+    one JSON object (apply.dkim.observe runs this, keeping dnspython out of the
+    resident controller)."""
+    domain, name, timeout = argv if argv is not None else sys.argv[1:]
+    print(json.dumps(published(domain, name, sys.stdin.read().strip(), float(timeout))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
