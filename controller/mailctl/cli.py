@@ -1,8 +1,8 @@
 """The command line: `mailctl run` is the container's main process; `check`
 validates settings the way `run` would (nothing goes live); the rest are the
 operator's tools (user, alias, domain, mailbox, queue, lookup, status, logs,
-metrics). They call the operations layer (mailctl.ops), as the admin API does:
-each verb has its route there.
+metrics, dkim, dns, selfcheck). They call the operations layer (mailctl.ops), as the
+admin API does: each verb has its route there.
 
 Side effects: `run` owns the container (daemons, /dev/log, the API).
 """
@@ -399,6 +399,21 @@ def cmd_dns(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    """The DNS self-check; exit status 1 when a check fails or cannot tell."""
+    from mailctl.ops import selfcheck
+
+    try:
+        report = selfcheck.checks(_layout(args), address=args.address, refresh=args.refresh)
+    except MailctlError as exc:
+        return _fail(exc)
+    if args.json:
+        _json(report)
+    else:
+        print(selfcheck.text(report), end="")
+    return 0 if report.state in ("ok", "warn") else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailctl", description=__doc__)
     parser.add_argument(
@@ -468,6 +483,14 @@ def main(argv: list[str] | None = None) -> int:
     dk.add_argument("selector", nargs="?", default="")
     dn = sub.add_parser("dns", help="the DNS records each domain needs, in zone-file syntax")
     dn.add_argument("--json", action="store_true")
+    sc = sub.add_parser(
+        "selfcheck",
+        help="does the world see this server as a good sender? MX, reverse DNS, SPF, DKIM, "
+        "DMARC, blocklists: ok, warn, fail or unknown each (exit 1 on fail or unknown)",
+    )
+    sc.add_argument("--json", action="store_true")
+    sc.add_argument("--address", help="the address mail leaves from (default: selfcheck.address)")
+    sc.add_argument("--refresh", action="store_true", help="ask DNS again (at most once a minute)")
     args = parser.parse_args(argv)
     commands = {
         "run": cmd_run,
@@ -481,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         "domain": cmd_domain,
         "dkim": cmd_dkim,
         "dns": cmd_dns,
+        "selfcheck": cmd_selfcheck,
         "logs": cmd_logs,
         "metrics": cmd_metrics,
     }

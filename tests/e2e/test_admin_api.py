@@ -87,6 +87,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", "/dns", None, "read"),
     ("POST", "/dkim/elsewhere.example/rotate", None, "admin"),
     ("POST", "/dkim/example.com/mcnosuch/revoke", None, "admin"),
+    ("GET", "/checks?refresh=true", None, "admin"),
 ]
 # What the admin gets where the object does not exist, or the dry run's text is short.
 ADMIN_CODE = {

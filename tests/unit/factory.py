@@ -180,6 +180,12 @@ def full_data() -> dict[str, Any]:
             ],
         },
         tls={"cert_file": "/certs/cert.pem", "key_file": "/certs/key.pem"},
+        selfcheck={
+            "address": "198.51.100.25",
+            "blocklists": ["bl.example"],
+            "domain_blocklists": ["dbl.example"],
+            "every": "30m",
+        },
     )
 
 

@@ -54,6 +54,7 @@ from mailctl.ops.models import (
     QueueFilter,
     QueueMessage,
     QueueName,
+    SelfCheckReport,
     UserEntry,
 )
 from mailctl.supervise import output
@@ -396,5 +397,18 @@ def create_app(
     @app.get("/dns", tags=["dkim"], dependencies=[Read])
     def dns_records() -> list[DnsRecord]:
         return dns.records(lay)
+
+    @app.get("/checks", tags=["checks"], dependencies=[Admin])
+    def checks(
+        refresh: bool = False,
+        address: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> SelfCheckReport:
+        """The DNS self-check (MX, reverse DNS, SPF, DKIM, DMARC, blocklists). The admin
+        token, as it makes this server ask blocklists: a result is reused for
+        `selfcheck.every`, and even `refresh=true` asks DNS at most once a minute."""
+        # Imported here: dnspython and pyspf stay out of the controller until asked for.
+        from mailctl.ops import selfcheck
+
+        return selfcheck.checks(lay, address=address, refresh=refresh)
 
     return app

@@ -144,3 +144,32 @@ class DnsRecord(BaseModel):
     type: str
     value: str
     comment: str = ""
+
+
+CheckState = Literal["ok", "warn", "fail", "unknown"]
+CheckName = Literal["mx", "fcrdns", "spf", "dkim", "dmarc", "blocklist"]
+
+
+class SelfCheck(BaseModel):
+    """One finding of the DNS self-check. unknown: DNS gave no usable answer (SERVFAIL,
+    a timeout, a blocklist's error code), so nothing can be said either way."""
+
+    check: CheckName
+    subject: str = Field(
+        description="What was checked: a domain, an address, a DKIM record's name, "
+        "or 'ADDRESS on ZONE' for a blocklist."
+    )
+    state: CheckState
+    reason: str
+
+
+class SelfCheckReport(BaseModel):
+    state: CheckState = Field(description="The worst of the checks: fail, unknown, warn, ok.")
+    checked_at: float = Field(description="Unix time the lookups were made.")
+    cached: bool = Field(description="true: an earlier run's result (see checked_at).")
+    next_run_after: float = Field(
+        description="Unix time before which even a refresh gets this result again."
+    )
+    address: str | None = Field(description="The address mail leaves from, as checked.")
+    resolver: str = Field(description="The resolver that was asked.")
+    checks: list[SelfCheck]

@@ -362,6 +362,35 @@ class Srs(Group):
     enabled: bool = Field(default=True, description="Rewrite senders of forwarded mail.")
 
 
+class Selfcheck(Group):
+    """The DNS self-check (`mailctl selfcheck`, GET /checks): does the world see this
+    server as a good sender? MX, forward-confirmed reverse DNS, SPF, DKIM, DMARC and
+    blocklists, each ok, warn, fail or unknown. It runs when asked, never for readiness,
+    and at most once a minute for the same question (blocklists throttle busy askers)."""
+
+    address: ipaddress.IPv4Address | None = Field(
+        default=None,
+        description="The public IPv4 address mail leaves from (after any NAT): its PTR, SPF "
+        "and blocklist listings are checked, and an MX host with this A record counts as "
+        "ours. Unset: smtp.bind_address if that is a public address; otherwise those checks "
+        "say unknown (`mailctl selfcheck --address` gives one for a run).",
+    )
+    blocklists: list[Domain] = Field(
+        default_factory=list,
+        description="DNSBL zones the address is looked up in, e.g. zen.spamhaus.org. None by "
+        "default: some lists answer only through your own resolver, or not for commercial use.",
+    )
+    domain_blocklists: list[Domain] = Field(
+        default_factory=list,
+        description="Domain blocklists the mail domains are looked up in, e.g. dbl.spamhaus.org.",
+    )
+    every: Duration = Field(
+        default="1h",
+        description="How long a result is reused: a request within it gets the last result "
+        "(with its time) unless it asks for a refresh, which still runs at most once a minute.",
+    )
+
+
 class Tls(Group):
     """The server certificate, FEATURES P16. Unset: a self-signed one is made and kept."""
 
@@ -430,6 +459,7 @@ class Settings(BaseSettings):
     cyrus: Cyrus = Field(default_factory=Cyrus)
     fetchmail: Fetchmail = Field(default_factory=Fetchmail)
     tls: Tls = Field(default_factory=Tls)
+    selfcheck: Selfcheck = Field(default_factory=Selfcheck)
 
     @classmethod
     def settings_customise_sources(
