@@ -365,15 +365,15 @@ def cmd_dkim(args: argparse.Namespace) -> int:
         if args.action == "list":
             for k in dns.list_keys(layout):
                 made = time.strftime("%Y-%m-%d", time.gmtime(k.created))
-                print(f"{k.domain}\t{k.selector}\t{k.state}\tmade {made}")
+                print(f"{k.domain}\t{k.selector}\t{k.state}\tmade {made}\t{k.algorithm}")
             return 0
         if not args.domain:
             raise MailctlError(f"dkim {args.action} needs a domain")
         if args.action == "rotate":
-            key = dns.rotate(layout, args.domain)
+            made_keys = dns.rotate(layout, args.domain)
             print(
-                f"{key.domain}: new key {key.selector}; publish it (mailctl dns), it signs once "
-                "the domain's name servers answer with it"
+                f"{args.domain.lower()}: new key {', '.join(k.selector for k in made_keys)}; "
+                "publish it (mailctl dns), it signs once the domain's name servers answer with it"
             )
         else:
             if not args.selector:

@@ -44,8 +44,8 @@ class Dns:
         self.published[f"{key.selector}.{domain}"] = key.public
 
 
-def make_key(domain: str, selector: str) -> str:
-    return f"PUB-{domain}-{selector}"
+def make_key(domain: str, selector: str, algorithm: dkim.Algorithm = "rsa") -> str:
+    return f"PUB-{algorithm}-{domain}-{selector}"
 
 
 def run(
@@ -137,7 +137,7 @@ def test_rotation_overlaps_then_retires_and_never_reuses_a_selector() -> None:
     assert [n for n, _ in dkim.records(state, ["a.test"])] == ["mc20270715._domainkey.a.test"]
 
     # a manual rotation on the same day as a key was made gets a fresh selector
-    key = dkim.rotate(state, "a.test", T0 + 181 * DAY, make_key)
+    (key,) = dkim.rotate(state, "a.test", T0 + 181 * DAY, make_key)
     assert key.selector == "mc20270715b"
     with pytest.raises(MailctlError, match="already waiting"):
         dkim.rotate(state, "a.test", T0 + 181 * DAY, make_key)
@@ -217,7 +217,7 @@ def test_a_private_key_is_made_for_opendkim_only(tmp_path: Path) -> None:
         return subprocess.run(argv, input=input_text, capture_output=True, text=True, check=True)
 
     layout = Layout(state=tmp_path, owners=False)
-    public = dkim.key_maker(layout, runner)("a.test", "s1")
+    public = dkim.key_maker(layout, runner)("a.test", "s1", "rsa")
     path = dkim.key_file(layout, "a.test", "s1")
     assert path.stat().st_mode & 0o777 == 0o600
     assert "PRIVATE KEY" in path.read_text()
@@ -272,3 +272,48 @@ def test_the_dns_is_asked_in_a_child_and_its_silence_is_unknown() -> None:
         raise CommandError(argv, 1, "boom")
 
     assert dkim.observe("a.test", key, runner=fails).matches is None
+
+
+def test_ed25519_keys_live_beside_the_rsa_ones_with_their_own_lifecycle() -> None:
+    """Groundwork for dual signing: a second key per domain, its own selectors (me...),
+    its own gates. (OpenDKIM 2.11.0~beta2's Ed25519 signatures do not verify, so no
+    setting turns it on yet.)"""
+    state, dns = dkim.State(), Dns()
+    both: tuple[dkim.Algorithm, ...] = ("rsa", "ed25519")
+    dkim.step(state, ["a.test"], T0, POLICY, dns, make_key, both)
+    assert states(state) == [("mc20270115", "pending"), ("me20270115", "pending")]
+    ed = state.keys("a.test")[1]
+    assert ed.algorithm == "ed25519" and ed.record().startswith("v=DKIM1; k=ed25519; p=PUB-ed")
+    dns.publish("a.test", ed)  # only the Ed25519 record is out: only it activates
+    dkim.step(state, ["a.test"], T0 + 1, POLICY, dns, make_key, both)
+    dkim.step(state, ["a.test"], T0 + 400, POLICY, dns, make_key, both)
+    assert states(state) == [("mc20270115", "pending"), ("me20270115", "active")]
+    layout = Layout()
+    signing = dkim.signing_keys(state, layout, ["a.test"], both)
+    assert [k.selector for k in signing] == ["me20270115"]
+    assert dkim.signing_keys(state, layout, ["a.test"]) == ()  # RSA only: not signed
+
+    made = dkim.rotate(state, "a.test", T0 + 500, make_key, ("ed25519",))
+    assert [k.selector for k in made] == ["me20270115b"]
+    note = dkim.revoke(state, "a.test", "me20270115", T0 + 600, make_key)
+    assert "new key" not in note  # its successor of the same algorithm already waits
+    # Ed25519 turned off again: its keys stay, no new ones are made
+    dkim.step(state, ["a.test"], T0 + 100 * DAY, POLICY, dns, make_key)
+    assert [k.algorithm for k in state.keys("a.test")].count("ed25519") == 2
+
+
+def test_an_ed25519_public_key_is_the_bare_32_bytes(tmp_path: Path) -> None:
+    """RFC 8463: p= of an Ed25519 key is the raw key, not a SubjectPublicKeyInfo."""
+    import base64
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl here")
+
+    def runner(argv: list[str], *, input_text: str | None = None) -> Done:
+        return subprocess.run(argv, input=input_text, capture_output=True, text=True, check=True)
+
+    layout = Layout(state=tmp_path, owners=False)
+    public = dkim.key_maker(layout, runner)("a.test", "me1", "ed25519")
+    assert len(base64.b64decode(public)) == 32
+    assert "PRIVATE KEY" in dkim.key_file(layout, "a.test", "me1").read_text()

@@ -387,7 +387,7 @@ def create_app(
         return dns.list_keys(lay)
 
     @app.post("/dkim/{domain}/rotate", tags=["dkim"], dependencies=[Admin], status_code=201)
-    def dkim_rotate(domain: str) -> DkimKey:
+    def dkim_rotate(domain: str) -> list[DkimKey]:
         return dns.rotate(lay, domain)
 
     @app.post("/dkim/{domain}/{selector}/revoke", tags=["dkim"], dependencies=[Admin])

@@ -38,9 +38,15 @@ from mailctl.layout import Layout
 from mailctl.render.opendkim import SigningKey
 
 KeyState = Literal["pending", "active", "retiring", "revoked", "retired"]
+Algorithm = Literal["rsa", "ed25519"]
+# Selector prefixes: an RSA and an Ed25519 key of the same day never share a name.
+PREFIX: dict[Algorithm, str] = {"rsa": "mc", "ed25519": "me"}
 PUBLISHED: tuple[KeyState, ...] = ("pending", "active", "retiring", "revoked")
 OPENDKIM_USER = "opendkim"
-GENKEY = ("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048")
+GENKEY: dict[Algorithm, tuple[str, ...]] = {
+    "rsa": ("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"),
+    "ed25519": ("openssl", "genpkey", "-algorithm", "ed25519"),
+}
 
 
 @dataclass(frozen=True)
@@ -48,15 +54,17 @@ class Key:
     selector: str
     state: KeyState
     created: float
-    public: str  # base64 of the DER SubjectPublicKeyInfo: the p= of the TXT record
+    public: str  # the p= of the TXT record: RSA's DER SubjectPublicKeyInfo, Ed25519's 32 bytes
     seen: float | None = None  # since when its TXT has matched on every name server
     activated: float | None = None
     retiring_since: float | None = None  # also: when it was revoked
     retired: float | None = None
+    algorithm: Algorithm = "rsa"
 
     def record(self) -> str:
         """The TXT record's text; a revoked key is published empty."""
-        return f"v=DKIM1; k=rsa; p={'' if self.state == 'revoked' else self.public}"
+        p = "" if self.state == "revoked" else self.public
+        return f"v=DKIM1; k={self.algorithm}; p={p}"
 
 
 @dataclass(frozen=True)
@@ -98,15 +106,16 @@ class State:
 
 
 Observe = Callable[[str, Key], Observation]
-MakeKey = Callable[[str, str], str]  # (domain, selector) -> public key; writes the private one
+# (domain, selector, algorithm) -> the public key; writes the private one
+MakeKey = Callable[[str, str, Algorithm], str]
 
 
 # --- the lifecycle, pure given observe and make_key ------------------------------------
 
 
-def new_selector(keys: list[Key], now: float) -> str:
-    """mcYYYYMMDD, then mcYYYYMMDDb, c, ...: never one this domain has had."""
-    base = "mc" + time.strftime("%Y%m%d", time.gmtime(now))
+def new_selector(keys: list[Key], now: float, algorithm: Algorithm = "rsa") -> str:
+    """mcYYYYMMDD (meYYYYMMDD for Ed25519), then ...b, c: never one this domain has had."""
+    base = PREFIX[algorithm] + time.strftime("%Y%m%d", time.gmtime(now))
     used = {k.selector for k in keys}
     suffixes: list[str] = ["", *"bcdefghijklmnopqrstuvwxyz"]
     for suffix in suffixes:
@@ -118,9 +127,12 @@ def new_selector(keys: list[Key], now: float) -> str:
     return f"{base}n{n}"
 
 
-def _add_pending(domain: str, keys: list[Key], now: float, make_key: MakeKey) -> Key:
-    selector = new_selector(keys, now)
-    key = Key(selector=selector, state="pending", created=now, public=make_key(domain, selector))
+def _add_pending(
+    domain: str, keys: list[Key], now: float, make_key: MakeKey, algorithm: Algorithm = "rsa"
+) -> Key:
+    selector = new_selector(keys, now, algorithm)
+    public = make_key(domain, selector, algorithm)
+    key = Key(selector, "pending", now, public, algorithm=algorithm)
     keys.append(key)
     return key
 
@@ -132,11 +144,12 @@ def step(
     policy: Policy,
     observe: Observe,
     make_key: MakeKey,
+    algorithms: tuple[Algorithm, ...] = ("rsa",),
 ) -> list[str]:
     """Move every domain's keys through their gates; what changed, one line each.
 
-    A domain no longer in the settings keeps its keys (it may come back) but gets
-    no new ones; its active key is left to age like any other."""
+    Each algorithm's keys have a lifecycle of their own. A domain no longer in the
+    settings (or an algorithm no longer wanted) keeps its keys but gets no new ones."""
     notes: list[str] = []
     for domain in sorted(set(domains) | set(state.domains)):
         keys = state.domains.setdefault(domain, [])
@@ -145,43 +158,67 @@ def step(
                 if now - key.retiring_since >= policy.retire_after:
                     keys[i] = replace(key, state="retired", retired=now)
                     notes.append(f"{domain}: key {key.selector} retired; remove its TXT record")
-        pending = [k for k in keys if k.state == "pending"]
-        for key in pending:
-            seen = observe(domain, key)
-            i = keys.index(key)
-            if seen.matches is False:
-                keys[i] = replace(key, seen=None)
-                continue
-            if seen.matches is None:
-                continue  # no answer is no evidence either way: wait
-            since = key.seen if key.seen is not None else now
-            if now - since < seen.ttl:
-                keys[i] = replace(key, seen=since)
-                continue
-            for j, old in enumerate(keys):
-                if old.state == "active":
-                    keys[j] = replace(old, state="retiring", retiring_since=now)
-                    notes.append(f"{domain}: key {old.selector} retiring (still published)")
-            keys[i] = replace(key, state="active", seen=since, activated=now)
-            notes.append(f"{domain}: key {key.selector} active: its TXT record is published")
-        if domain not in domains or any(k.state == "pending" for k in keys):
-            continue
-        active = [k for k in keys if k.state == "active"]
-        if not active:
-            key = _add_pending(domain, keys, now, make_key)
-            notes.append(f"{domain}: new key {key.selector}; publish it (mailctl dns)")
-        elif now - (active[0].activated or active[0].created) >= policy.rotate_after:
-            key = _add_pending(domain, keys, now, make_key)
-            notes.append(f"{domain}: key {active[0].selector} is due; new key {key.selector}")
+        for algorithm in dict.fromkeys([*algorithms, *(k.algorithm for k in keys)]):
+            wanted = domain in domains and algorithm in algorithms
+            notes += _step_keys(domain, keys, algorithm, wanted, now, policy, observe, make_key)
     return notes
 
 
-def rotate(state: State, domain: str, now: float, make_key: MakeKey) -> Key:
-    """A new pending key now; it replaces the active one once published."""
+def _step_keys(
+    domain: str,
+    keys: list[Key],
+    algorithm: Algorithm,
+    wanted: bool,
+    now: float,
+    policy: Policy,
+    observe: Observe,
+    make_key: MakeKey,
+) -> list[str]:
+    """One domain's keys of one algorithm: activate the published, make the due."""
+    notes: list[str] = []
+    for key in [k for k in keys if k.state == "pending" and k.algorithm == algorithm]:
+        seen = observe(domain, key)
+        i = keys.index(key)
+        if seen.matches is False:
+            keys[i] = replace(key, seen=None)
+            continue
+        if seen.matches is None:
+            continue  # no answer is no evidence either way: wait
+        since = key.seen if key.seen is not None else now
+        if now - since < seen.ttl:
+            keys[i] = replace(key, seen=since)
+            continue
+        for j, old in enumerate(keys):
+            if old.state == "active" and old.algorithm == algorithm:
+                keys[j] = replace(old, state="retiring", retiring_since=now)
+                notes.append(f"{domain}: key {old.selector} retiring (still published)")
+        keys[i] = replace(key, state="active", seen=since, activated=now)
+        notes.append(f"{domain}: key {key.selector} active: its TXT record is published")
+    mine = [k for k in keys if k.algorithm == algorithm]
+    if not wanted or any(k.state == "pending" for k in mine):
+        return notes
+    active = [k for k in mine if k.state == "active"]
+    if not active:
+        key = _add_pending(domain, keys, now, make_key, algorithm)
+        notes.append(f"{domain}: new key {key.selector}; publish it (mailctl dns)")
+    elif now - (active[0].activated or active[0].created) >= policy.rotate_after:
+        key = _add_pending(domain, keys, now, make_key, algorithm)
+        notes.append(f"{domain}: key {active[0].selector} is due; new key {key.selector}")
+    return notes
+
+
+def rotate(
+    state: State,
+    domain: str,
+    now: float,
+    make_key: MakeKey,
+    algorithms: tuple[Algorithm, ...] = ("rsa",),
+) -> list[Key]:
+    """A new pending key of each algorithm now; each replaces its active one once published."""
     keys = state.domains.setdefault(domain, [])
-    if any(k.state == "pending" for k in keys):
+    if any(k.state == "pending" and k.algorithm in algorithms for k in keys):
         raise Conflict(f"{domain}: a new key is already waiting for its TXT record")
-    return _add_pending(domain, keys, now, make_key)
+    return [_add_pending(domain, keys, now, make_key, a) for a in algorithms]
 
 
 def revoke(state: State, domain: str, selector: str, now: float, make_key: MakeKey) -> str:
@@ -196,18 +233,21 @@ def revoke(state: State, domain: str, selector: str, now: float, make_key: MakeK
         raise Conflict(f"{domain}: key {selector} is already {key.state}")
     keys[i] = replace(key, state="revoked", retiring_since=now)
     note = f"{domain}: key {selector} revoked; publish its empty record (mailctl dns)"
-    if not any(k.state in ("pending", "active") for k in keys):
-        new = _add_pending(domain, keys, now, make_key)
+    same = [k for k in keys if k.algorithm == key.algorithm]
+    if not any(k.state in ("pending", "active") for k in same):
+        new = _add_pending(domain, keys, now, make_key, key.algorithm)
         note += f"; new key {new.selector} waits for its TXT record"
     return note
 
 
-def signing_keys(state: State, layout: Layout, domains: list[str]) -> tuple[SigningKey, ...]:
+def signing_keys(
+    state: State, layout: Layout, domains: list[str], algorithms: tuple[Algorithm, ...] = ("rsa",)
+) -> tuple[SigningKey, ...]:
     return tuple(
-        SigningKey(domain=d, selector=k.selector, key_path=str(key_file(layout, d, k.selector)))
+        SigningKey(d, k.selector, str(key_file(layout, d, k.selector)))
         for d in sorted(domains)
         for k in state.keys(d)
-        if k.state == "active"
+        if k.state == "active" and k.algorithm in algorithms
     )
 
 
@@ -290,9 +330,9 @@ def repair(layout: Layout) -> str | None:
 
 
 def key_maker(layout: Layout, runner: proc.Runner = proc.run) -> MakeKey:
-    """RSA-2048 with openssl; the private key goes to a 0600 file of opendkim."""
+    """RSA-2048 or Ed25519 with openssl; the private key goes to a 0600 file of opendkim."""
 
-    def make(domain: str, selector: str) -> str:
+    def make(domain: str, selector: str, algorithm: Algorithm = "rsa") -> str:
         path = key_file(layout, domain, selector)
         for directory in (layout.dkim, layout.dkim / "keys", path.parent):
             directory.mkdir(exist_ok=True, mode=0o750)
@@ -306,7 +346,9 @@ def key_maker(layout: Layout, runner: proc.Runner = proc.run) -> MakeKey:
         )
         pem = runner(["openssl", "pkey", "-pubout"], input_text=done.stdout).stdout
         body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
-        base64.b64decode(body, validate=True)  # a PEM that is not base64 is openssl's fault
+        der = base64.b64decode(body, validate=True)  # not base64 would be openssl's fault
+        if algorithm == "ed25519":  # RFC 8463: p= is the bare 32-byte key, not the SPKI
+            return base64.b64encode(der[-32:]).decode()
         return body
 
     return make

@@ -29,6 +29,7 @@ def _entry(domain: str, key: dkim.Key) -> DkimKey:
     return DkimKey(
         domain=domain,
         selector=key.selector,
+        algorithm=key.algorithm,
         state=key.state,
         created=key.created,
         activated=key.activated,
@@ -49,13 +50,14 @@ def _known(layout: Layout, domain: str) -> str:
     return domain
 
 
-def rotate(layout: Layout, domain: str, wait: bool = True) -> DkimKey:
+def rotate(layout: Layout, domain: str, wait: bool = True) -> list[DkimKey]:
+    """A new key of each algorithm this server signs with (RSA, for now)."""
     domain = _known(layout, domain)
     with dkim.locked(layout) as state:
-        key = dkim.rotate(state, domain, time.time(), dkim.key_maker(layout))
+        made = dkim.rotate(state, domain, time.time(), dkim.key_maker(layout))
     if wait:
         inputs.wait_applied(layout)
-    return _entry(domain, key)
+    return [_entry(domain, key) for key in made]
 
 
 def revoke(layout: Layout, domain: str, selector: str, wait: bool = True) -> str:

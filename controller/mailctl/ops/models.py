@@ -132,6 +132,7 @@ class DkimKey(BaseModel):
 
     domain: str
     selector: str
+    algorithm: Literal["rsa", "ed25519"] = "rsa"
     state: KeyState
     created: float
     activated: float | None = None
