@@ -395,7 +395,13 @@ class Controller:
         make_key = dkim.key_maker(self.layout, self.runner)
         with dkim.locked(self.layout) as state:
             notes = dkim.step(
-                state, signed_domains(settings), time.time(), policy, self._observe, make_key
+                state,
+                signed_domains(settings),
+                time.time(),
+                policy,
+                self._observe,
+                make_key,
+                settings.dkim.algorithms(),
             )
             dkim.prune_keys(state, self.layout)
         for note in notes:

@@ -50,7 +50,10 @@ def wait_keys(app: Appliance, want: list[tuple[str, str]], timeout: float = 40) 
     def live() -> bool:
         if [(k["selector"], k["state"]) for k in keys(app)] != want:
             return False
-        _, table = app.exec("cat", "/etc/mailctl/current/opendkim/signing_table")
+        where = "/etc/mailctl/current/opendkim"
+        _, table = app.exec(
+            "sh", "-c", f"cat {where}/signing_table {where}/ed25519_signing_table 2>/dev/null"
+        )
         signing = {line.split()[1].split(".")[0] for line in table.splitlines() if "@" in line}
         return signing == active
 
@@ -209,3 +212,27 @@ def test_mail_from_outside_is_verified_not_signed(
     verdict = from_outside(2, signed=True)
     assert "dkim=pass" in verdict and "header.d=sender.example" in verdict, verdict
     assert "dkim=fail" in from_outside(3, signed=True, tamper=True)
+
+
+def test_ed25519_signs_beside_rsa_and_both_verify(
+    make_appliance: MakeAppliance, auth_dns: peers.Dns, remote_mta: peers.Mta
+) -> None:
+    """dkim.ed25519: two signatures (RSA and RFC 8463), each with its own published key."""
+    dns, mta = auth_dns, remote_mta
+    publish(dns, mta, {})
+    app = make_appliance(settings(ed25519=True), dns=[dns.ip])
+    wait_until(lambda: len(keys(app)) == 2, 20, lambda: app.logs()[-3000:], interval=0.3)
+    by_algorithm = {
+        line.split("\t")[4]: line.split("\t")[1] for line in app.cli("dkim", "list")[1].splitlines()
+    }
+    rsa, ed = by_algorithm["rsa"], by_algorithm["ed25519"]
+    assert ed.startswith("me") and rsa.startswith("mc")
+    assert published(app)[f"{ed}._domainkey.example.com"].startswith("v=DKIM1; k=ed25519; p=")
+    publish(dns, mta, published(app))
+    wait_keys(app, [(rsa, "active"), (ed, "active")], timeout=TTL + 20)
+    send_out(app, "signed twice")
+    mail = received(mta, "signed twice")
+    assert sorted(selectors(mail)) == sorted([rsa, ed])
+    signer = dkimpy.DKIM(mail)
+    for i in range(2):
+        assert signer.verify(idx=i, dnsfunc=txt_from(dns)), f"signature {i}"

@@ -147,6 +147,7 @@ def full_data() -> dict[str, Any]:
             "rotate_after": "90d",
             "retire_after": "8d",
             "dns_check_every": "10m",
+            "ed25519": True,
         },
         spf={"enabled": True, "fail": "mark"},
         srs={"enabled": False},

@@ -275,9 +275,7 @@ def test_the_dns_is_asked_in_a_child_and_its_silence_is_unknown() -> None:
 
 
 def test_ed25519_keys_live_beside_the_rsa_ones_with_their_own_lifecycle() -> None:
-    """Groundwork for dual signing: a second key per domain, its own selectors (me...),
-    its own gates. (OpenDKIM 2.11.0~beta2's Ed25519 signatures do not verify, so no
-    setting turns it on yet.)"""
+    """dkim.ed25519: a second key per domain, its own selectors (me...), its own gates."""
     state, dns = dkim.State(), Dns()
     both: tuple[dkim.Algorithm, ...] = ("rsa", "ed25519")
     dkim.step(state, ["a.test"], T0, POLICY, dns, make_key, both)
@@ -291,7 +289,7 @@ def test_ed25519_keys_live_beside_the_rsa_ones_with_their_own_lifecycle() -> Non
     layout = Layout()
     signing = dkim.signing_keys(state, layout, ["a.test"], both)
     assert [k.selector for k in signing] == ["me20270115"]
-    assert dkim.signing_keys(state, layout, ["a.test"]) == ()  # RSA only: not signed
+    assert dkim.signing_keys(state, layout, ["a.test"]) == ()  # Ed25519 off: not signed
 
     made = dkim.rotate(state, "a.test", T0 + 500, make_key, ("ed25519",))
     assert [k.selector for k in made] == ["me20270115b"]
@@ -316,4 +314,6 @@ def test_an_ed25519_public_key_is_the_bare_32_bytes(tmp_path: Path) -> None:
     layout = Layout(state=tmp_path, owners=False)
     public = dkim.key_maker(layout, runner)("a.test", "me1", "ed25519")
     assert len(base64.b64decode(public)) == 32
-    assert "PRIVATE KEY" in dkim.key_file(layout, "a.test", "me1").read_text()
+    pem = dkim.key_file(layout, "a.test", "me1").read_text()
+    body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+    assert len(base64.b64decode(body)) == 48  # PKCS#8 of Ed25519; an RSA key is ~1,200

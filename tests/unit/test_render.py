@@ -597,3 +597,30 @@ def test_dmarc_off() -> None:
     b = bundle_of(settings(dmarc={"enabled": False}))
     assert "opendmarc" not in {d.name for d in b.daemons}
     assert main_cf_params(main_cf(b))["smtpd_milters"] == "unix:opendkim/opendkim.sock"
+
+
+def test_ed25519_signs_in_a_second_opendkim_after_the_rsa_one() -> None:
+    from mailctl.render.opendkim import SigningKey
+
+    s_ = settings(dkim={"ed25519": True})
+    keys = (
+        SigningKey("example.com", "mc1", "/k/mc1.pem", "rsa"),
+        SigningKey("example.com", "me1", "/k/me1.pem", "ed25519"),
+    )
+    b = render(s_, secrets_for(s_), None, keys)
+    names = [d.name for d in b.daemons]
+    assert names.index("opendkim-ed25519") < names.index("postfix")
+    conf = b.files["opendkim/ed25519.conf"].content.decode()
+    assert "SignatureAlgorithm ed25519-sha256\n" in conf and "Mode s\n" in conf
+    assert b"me1" in b.files["opendkim/ed25519_signing_table"].content
+    assert b"me1" not in b.files["opendkim/signing_table"].content
+    assert b"mc1" in b.files["opendkim/signing_table"].content
+    params = main_cf_params(main_cf(b))
+    milters = " ".join(params["smtpd_milters"].split())
+    assert milters.startswith("unix:opendkim/opendkim.sock, unix:opendkim/ed25519.sock, {")
+    assert params["non_smtpd_milters"] == (
+        "unix:opendkim/opendkim.sock, unix:opendkim/ed25519.sock"
+    )
+    off = bundle_of(settings())
+    assert "opendkim/ed25519.conf" not in off.files
+    assert "opendkim-ed25519" not in {d.name for d in off.daemons}

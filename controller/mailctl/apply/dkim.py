@@ -244,7 +244,7 @@ def signing_keys(
     state: State, layout: Layout, domains: list[str], algorithms: tuple[Algorithm, ...] = ("rsa",)
 ) -> tuple[SigningKey, ...]:
     return tuple(
-        SigningKey(d, k.selector, str(key_file(layout, d, k.selector)))
+        SigningKey(d, k.selector, str(key_file(layout, d, k.selector)), k.algorithm)
         for d in sorted(domains)
         for k in state.keys(d)
         if k.state == "active" and k.algorithm in algorithms
@@ -338,9 +338,7 @@ def key_maker(layout: Layout, runner: proc.Runner = proc.run) -> MakeKey:
             directory.mkdir(exist_ok=True, mode=0o750)
             if layout.owners:  # opendkim walks down to its keys; nobody else may
                 os.chown(directory, 0, grp.getgrnam(OPENDKIM_USER).gr_gid)
-        done = runner(
-            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
-        )
+        done = runner(GENKEY[algorithm])
         atomic_write(
             path, done.stdout.encode(), 0o600, OPENDKIM_USER, OPENDKIM_USER, chown=layout.owners
         )

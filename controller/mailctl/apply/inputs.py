@@ -121,5 +121,6 @@ def gather(
             keys = dkim.load(layout)
         except MailctlError as exc:  # the controller sets a broken file aside at start
             raise SettingsError(f"dkim: {exc}") from None
-        signing = dkim.signing_keys(keys, layout, signed_domains(settings))
+        wanted = settings.dkim.algorithms()
+        signing = dkim.signing_keys(keys, layout, signed_domains(settings), wanted)
     return Inputs(settings, resolved, here, store, alias_store, signing)

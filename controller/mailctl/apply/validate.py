@@ -16,6 +16,7 @@ from mailctl.errors import CommandError, ValidationError
 from mailctl.layout import CYR_INFO
 from mailctl.render.bundle import LIVE, Bundle
 from mailctl.render.opendkim import CONF as OPENDKIM_CONF
+from mailctl.render.opendkim import ED25519_CONF
 from mailctl.render.opendmarc import CONF as OPENDMARC_CONF
 
 _COMPLAINT = re.compile(r"(warning|fatal|error|panic):", re.IGNORECASE)
@@ -235,6 +236,8 @@ def stage(
         cyrus(stage_dir, run)
     if (stage_dir / OPENDKIM_CONF).exists() and touched("opendkim/"):
         opendkim(stage_dir, run)
+    if (stage_dir / ED25519_CONF).exists() and touched("opendkim/"):
+        _milter_check(stage_dir, ED25519_CONF, ["/usr/sbin/opendkim", "-n", "-x"], run)
     if (stage_dir / OPENDMARC_CONF).exists() and touched("opendmarc/"):
         opendmarc(stage_dir, run)
     if (stage_dir / "fetchmail/fetchmailrc").exists() and touched("fetchmail/"):

@@ -51,10 +51,11 @@ def _known(layout: Layout, domain: str) -> str:
 
 
 def rotate(layout: Layout, domain: str, wait: bool = True) -> list[DkimKey]:
-    """A new key of each algorithm this server signs with (RSA, for now)."""
+    """A new key of each algorithm in use (RSA, and Ed25519 with dkim.ed25519)."""
     domain = _known(layout, domain)
+    algorithms = _settings(layout).dkim.algorithms()
     with dkim.locked(layout) as state:
-        made = dkim.rotate(state, domain, time.time(), dkim.key_maker(layout))
+        made = dkim.rotate(state, domain, time.time(), dkim.key_maker(layout), algorithms)
     if wait:
         inputs.wait_applied(layout)
     return [_entry(domain, key) for key in made]

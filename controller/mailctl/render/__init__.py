@@ -73,6 +73,16 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
                 probes=(Probe("unix", OPENDKIM_SOCKET),),
             )
         )
+    if settings.dkim.enabled and settings.dkim.ed25519:
+        specs.append(
+            DaemonSpec(
+                name="opendkim-ed25519",
+                argv=("/usr/sbin/opendkim", "-f", "-x", f"{LIVE}/{opendkim.ED25519_CONF}"),
+                reads=("opendkim/",),
+                reload=Reload("signal", signal=signal.SIGUSR1),
+                probes=(Probe("unix", opendkim.ED25519_SOCKET),),
+            )
+        )
     if settings.dmarc.enabled:
         specs.append(
             DaemonSpec(

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailctl.layout import OPENDKIM_SOCKET
+from mailctl.layout import OPENDKIM_DIR, OPENDKIM_SOCKET
 from mailctl.render.bundle import HEADER, LIVE, File, text
 from mailctl.render.facts import Facts
 from mailctl.settings import Settings
 
 CONF = "opendkim/opendkim.conf"
+# dkim.ed25519: a second instance adds an Ed25519 signature (RFC 8463) after the RSA
+# one: OpenDKIM's SignatureAlgorithm is one per instance. It signs only.
+ED25519_CONF = "opendkim/ed25519.conf"
+ED25519_SOCKET = f"{OPENDKIM_DIR}/ed25519.sock"
+ED25519_MILTER = "unix:opendkim/ed25519.sock"
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class SigningKey:
     domain: str
     selector: str
     key_path: str  # on the state volume, 0600, owned by opendkim
+    algorithm: str = "rsa"  # or "ed25519": signed by the second instance (ED25519_CONF)
 
 
 def signed_domains(settings: Settings) -> list[str]:
@@ -76,6 +82,41 @@ def conf(settings: Settings, facts: Facts) -> str:
     )
 
 
+def ed25519_conf() -> str:
+    return HEADER + "".join(
+        f"{k} {v}\n"
+        for k, v in (
+            ("Syslog", "yes"),
+            ("SyslogSuccess", "yes"),
+            ("UMask", "007"),
+            ("Mode", "s"),
+            ("SignatureAlgorithm", "ed25519-sha256"),
+            ("Canonicalization", "relaxed/simple"),
+            ("OversignHeaders", "From"),
+            ("Socket", f"local:{ED25519_SOCKET}"),
+            ("PidFile", "/run/opendkim/ed25519.pid"),
+            ("UserID", "opendkim:opendkim"),
+            ("InternalHosts", f"file:{LIVE}/opendkim/internal_hosts"),
+            ("MacroList", "daemon_name=ORIGINATING"),
+            ("KeyTable", f"file:{LIVE}/opendkim/ed25519_key_table"),
+            ("SigningTable", f"refile:{LIVE}/opendkim/ed25519_signing_table"),
+            ("RequireSafeKeys", "yes"),
+            ("On-InternalError", "tempfail"),
+            ("On-SignatureError", "tempfail"),
+            ("On-KeyNotFound", "accept"),
+        )
+    )
+
+
+def _tables(keys: list[SigningKey]) -> tuple[str, str]:
+    key_table = "".join(
+        f"{k.selector}._domainkey.{k.domain} {k.domain}:{k.selector}:{k.key_path}\n" for k in keys
+    )
+    # Exact per-domain entries: a foreign From domain matches none and is not signed.
+    signing_table = "".join(f"*@{k.domain} {k.selector}._domainkey.{k.domain}\n" for k in keys)
+    return HEADER + key_table, HEADER + signing_table
+
+
 def internal_hosts(settings: Settings) -> list[str]:
     """Loopback and `networks`: signed, not verified (OpenDMARC ignores them too)."""
     return list(dict.fromkeys(["127.0.0.0/8", "::1/128", *(str(n) for n in settings.networks)]))
@@ -88,15 +129,17 @@ def files(
         return {}
     wanted = set(signed_domains(settings))
     active = [k for k in keys if k.domain in wanted]
-    key_table = "".join(
-        f"{k.selector}._domainkey.{k.domain} {k.domain}:{k.selector}:{k.key_path}\n" for k in active
-    )
-    # Exact per-domain entries: a foreign From domain matches none and is not signed.
-    signing_table = "".join(f"*@{k.domain} {k.selector}._domainkey.{k.domain}\n" for k in active)
+    key_table, signing_table = _tables([k for k in active if k.algorithm == "rsa"])
     internal = "".join(f"{net}\n" for net in internal_hosts(settings))
-    return {
+    out = {
         CONF: text(conf(settings, facts or Facts())),
-        "opendkim/key_table": text(HEADER + key_table),
-        "opendkim/signing_table": text(HEADER + signing_table),
+        "opendkim/key_table": text(key_table),
+        "opendkim/signing_table": text(signing_table),
         "opendkim/internal_hosts": text(HEADER + internal),
     }
+    if settings.dkim.ed25519:
+        ed_keys, ed_signing = _tables([k for k in active if k.algorithm == "ed25519"])
+        out[ED25519_CONF] = text(ed25519_conf())
+        out["opendkim/ed25519_key_table"] = text(ed_keys)
+        out["opendkim/ed25519_signing_table"] = text(ed_signing)
+    return out

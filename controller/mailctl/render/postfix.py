@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mailctl.errors import RenderError
 from mailctl.layout import LMTP_SOCKET, OPENDKIM_MILTER
-from mailctl.render import opendmarc, spf, srs
+from mailctl.render import opendkim, opendmarc, spf, srs
 from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
 from mailctl.render.bundle import HEADER, LIVE, File, text
@@ -32,8 +32,13 @@ def _with_srs(ref: str, table: str, on: bool) -> str:
 
 def _smtpd_milters(settings: Settings) -> list[str]:
     """OpenDKIM first: OpenDMARC reads its verdict."""
-    out = [OPENDKIM_MILTER] if settings.dkim.enabled else []
-    return out + ([opendmarc.MILTER] if settings.dmarc.enabled else [])
+    return [*_signers(settings), *([opendmarc.MILTER] if settings.dmarc.enabled else [])]
+
+
+def _signers(settings: Settings) -> list[str]:
+    if not settings.dkim.enabled:
+        return []
+    return [OPENDKIM_MILTER, *([opendkim.ED25519_MILTER] if settings.dkim.ed25519 else [])]
 
 
 def _canonical(settings: Settings) -> bool:
@@ -106,7 +111,7 @@ def main_cf(settings: Settings) -> str:
         # DKIM (opendkim): signs submission and trusted networks, verifies the rest.
         # Verification fails open on port 25; submission overrides it to tempfail.
         ("smtpd_milters", ", ".join(_smtpd_milters(settings))),
-        ("non_smtpd_milters", OPENDKIM_MILTER if settings.dkim.enabled else ""),
+        ("non_smtpd_milters", ", ".join(_signers(settings))),
         ("milter_default_action", "accept"),
         # DMARC marks (dmarc.policy quarantine, reject) on OpenDMARC's own header
         (

@@ -324,6 +324,14 @@ class Dkim(Group):
     dns_check_every: Duration = Field(
         default="5m", description="How often the name servers are asked about new keys."
     )
+    ed25519: bool = Field(
+        default=False,
+        description="Also sign with an Ed25519 key (RFC 8463), beside the RSA signature that "
+        "receivers without Ed25519 check; its keys rotate the same way. Never Ed25519 alone.",
+    )
+
+    def algorithms(self) -> tuple[Literal["rsa", "ed25519"], ...]:
+        return ("rsa", "ed25519") if self.ed25519 else ("rsa",)
 
 
 class Spf(Group):
