@@ -368,3 +368,28 @@ def test_a_change_waits_for_the_controller_and_hears_its_refusal(tmp_path: Path)
     inputs.record_outcome(lay, inputs.digest(lay), "domains: is not a list")
     with pytest.raises(MailctlError, match="not applied: domains: is not a list"):
         inputs.wait_applied(lay, within=0.2)
+
+
+def test_dns_records_name_every_record_a_domain_needs(layout: Layout) -> None:
+    """`mailctl dns`: MX, SPF, DMARC, TLS-RPT for each domain, each published DKIM key,
+    and what the operator must ask for (A, PTR) as comments; long TXT split at 255."""
+    from mailctl.apply import dkim
+    from mailctl.ops import dns
+
+    with dkim.locked(layout) as state:
+        state.domains["example.com"] = [
+            dkim.Key("mc1", "active", 0.0, "P" * 392),
+            dkim.Key("mc0", "revoked", 0.0, "OLD", retiring_since=0.0),
+        ]
+    found = {(r.name, r.type): r for r in dns.records(layout)}
+    assert found[("example.com", "MX")].value == "10 mail.example.com."
+    assert found[("example.com", "TXT")].value == "v=spf1 mx -all"
+    assert found[("_dmarc.example.com", "TXT")].value.startswith("v=DMARC1; p=none; rua=")
+    assert found[("_smtp._tls.example.com", "TXT")].value == (
+        "v=TLSRPTv1; rua=mailto:postmaster@example.com"
+    )
+    assert found[("mc0._domainkey.example.com", "TXT")].value == "v=DKIM1; k=rsa; p="
+    zone = dns.zone_text(dns.records(layout))
+    assert "; mail.example.com.\tIN\tA\t<this server's public IPv4>" in zone
+    long_line = next(line for line in zone.splitlines() if line.startswith("mc1._domainkey"))
+    assert long_line.count('" "') == 1 and long_line.endswith('" )')  # two strings <= 255

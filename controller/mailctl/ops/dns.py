@@ -100,6 +100,12 @@ def records(layout: Layout) -> list[DnsRecord]:
                 value=f"v=DMARC1; p=none; rua=mailto:postmaster@{domain}",
                 comment="DMARC: report only, to start; p=quarantine once the reports are clean",
             ),
+            DnsRecord(
+                name=f"_smtp._tls.{domain}",
+                type="TXT",
+                value=f"v=TLSRPTv1; rua=mailto:postmaster@{domain}",
+                comment="TLS-RPT: senders report failed TLS to this domain (RFC 8460)",
+            ),
         ]
         for name, text in published.items():
             if name.endswith(f"._domainkey.{domain}"):
