@@ -40,27 +40,42 @@ def signed_domains(settings: Settings) -> list[str]:
     return list(dict.fromkeys([*settings.domains, *settings.alias_domains]))
 
 
+# What both signers share: logging, canonicalization, who they sign for, and that a
+# failure to sign is a tempfail (never unsigned mail sent silently).
+_SIGNER: tuple[tuple[str, str], ...] = (
+    ("Syslog", "yes"),
+    ("SyslogSuccess", "yes"),
+    ("UMask", "007"),
+    ("Canonicalization", "relaxed/simple"),
+    ("OversignHeaders", "From"),
+    ("UserID", "opendkim:opendkim"),
+    ("InternalHosts", f"file:{LIVE}/opendkim/internal_hosts"),
+    # submission and smtps: Postfix's milter_macro_daemon_name=ORIGINATING
+    ("MacroList", "daemon_name=ORIGINATING"),
+    ("RequireSafeKeys", "yes"),
+    ("On-InternalError", "tempfail"),
+    ("On-SignatureError", "tempfail"),
+    ("On-KeyNotFound", "accept"),
+)
+
+
+def _conf(pairs: tuple[tuple[str, str], ...]) -> str:
+    return HEADER + "".join(f"{k} {v}\n" for k, v in pairs)
+
+
 def conf(settings: Settings, facts: Facts) -> str:
+    """The RSA signer, which also verifies mail from outside."""
     host = settings.hostname  # a validated host name: letters, digits, dots and dashes
     # libunbound: forward to the container's name servers (addresses, checked when read);
     # none known: it recurses from the root itself.
     servers = (("Nameservers", ",".join(facts.resolvers)),) if facts.resolvers else ()
-    return HEADER + "".join(
-        f"{k} {v}\n"
-        for k, v in (
-            ("Syslog", "yes"),
-            ("SyslogSuccess", "yes"),
-            ("UMask", "007"),
+    return _conf(
+        (
+            *_SIGNER,
             ("Mode", "sv"),
-            ("Canonicalization", "relaxed/simple"),
-            ("OversignHeaders", "From"),
             ("Socket", f"local:{OPENDKIM_SOCKET}"),
             ("PidFile", "/run/opendkim/opendkim.pid"),
-            ("UserID", "opendkim:opendkim"),
-            ("InternalHosts", f"file:{LIVE}/opendkim/internal_hosts"),
             ("ExternalIgnoreList", f"file:{LIVE}/opendkim/internal_hosts"),
-            # submission and smtps: Postfix's milter_macro_daemon_name=ORIGINATING
-            ("MacroList", "daemon_name=ORIGINATING"),
             ("KeyTable", f"file:{LIVE}/opendkim/key_table"),
             ("SigningTable", f"refile:{LIVE}/opendkim/signing_table"),
             ("AuthservID", host),
@@ -68,11 +83,6 @@ def conf(settings: Settings, facts: Facts) -> str:
             ("AlwaysAddARHeader", "yes"),
             # Authentication-Results that claim to be ours, from outside, are forged.
             ("RemoveARFrom", host),
-            ("RequireSafeKeys", "yes"),
-            # Signing that fails is a tempfail: never unsigned mail sent silently.
-            ("On-InternalError", "tempfail"),
-            ("On-SignatureError", "tempfail"),
-            ("On-KeyNotFound", "accept"),
             ("On-DNSError", "accept"),
             ("On-NoSignature", "accept"),
             ("On-BadSignature", "accept"),
@@ -83,27 +93,16 @@ def conf(settings: Settings, facts: Facts) -> str:
 
 
 def ed25519_conf() -> str:
-    return HEADER + "".join(
-        f"{k} {v}\n"
-        for k, v in (
-            ("Syslog", "yes"),
-            ("SyslogSuccess", "yes"),
-            ("UMask", "007"),
+    """The second signer (dkim.ed25519): signs only."""
+    return _conf(
+        (
+            *_SIGNER,
             ("Mode", "s"),
             ("SignatureAlgorithm", "ed25519-sha256"),
-            ("Canonicalization", "relaxed/simple"),
-            ("OversignHeaders", "From"),
             ("Socket", f"local:{ED25519_SOCKET}"),
             ("PidFile", "/run/opendkim/ed25519.pid"),
-            ("UserID", "opendkim:opendkim"),
-            ("InternalHosts", f"file:{LIVE}/opendkim/internal_hosts"),
-            ("MacroList", "daemon_name=ORIGINATING"),
             ("KeyTable", f"file:{LIVE}/opendkim/ed25519_key_table"),
             ("SigningTable", f"refile:{LIVE}/opendkim/ed25519_signing_table"),
-            ("RequireSafeKeys", "yes"),
-            ("On-InternalError", "tempfail"),
-            ("On-SignatureError", "tempfail"),
-            ("On-KeyNotFound", "accept"),
         )
     )
 
