@@ -108,6 +108,11 @@ class Layout:
         return self.users / "logins.json"
 
     @property
+    def srs_key(self) -> Path:
+        """postsrsd's secret (SRS_KEY_FILE in the image)."""
+        return self.state / "srs.secret"
+
+    @property
     def applied(self) -> Path:
         """The inputs digest the controller last tried and the outcome (ops wait on it)."""
         return self.state / "applied.json"

@@ -124,7 +124,7 @@ def test_rotation_overlaps_then_retires_and_never_reuses_a_selector() -> None:
     run(state, dns, T0 + 181 * DAY + 400)
     assert states(state) == [("mc20270115", "retiring"), ("mc20270715", "active")]
     # both are published during the overlap, only the new one signs
-    assert [n for n, _ in dkim.records(state, ["a.test"])] == [
+    assert [n for n, _, _ in dkim.records(state, ["a.test"])] == [
         "mc20270115._domainkey.a.test",
         "mc20270715._domainkey.a.test",
     ]
@@ -134,7 +134,7 @@ def test_rotation_overlaps_then_retires_and_never_reuses_a_selector() -> None:
     notes = run(state, dns, T0 + 188 * DAY + 400)
     assert states(state)[0] == ("mc20270115", "retired")
     assert "remove its TXT record" in notes[0]
-    assert [n for n, _ in dkim.records(state, ["a.test"])] == ["mc20270715._domainkey.a.test"]
+    assert [n for n, _, _ in dkim.records(state, ["a.test"])] == ["mc20270715._domainkey.a.test"]
 
     # a manual rotation on the same day as a key was made gets a fresh selector
     (key,) = dkim.rotate(state, "a.test", T0 + 181 * DAY, make_key)
@@ -153,9 +153,8 @@ def test_revoke_stops_signing_at_once_and_publishes_an_empty_key() -> None:
     assert "revoked" in note and "new key mc20270115b" in note
     assert states(state) == [("mc20270115", "revoked"), ("mc20270115b", "pending")]
     assert dkim.signing_keys(state, Layout(), ["a.test"]) == ()
-    assert dict(dkim.records(state, ["a.test"]))["mc20270115._domainkey.a.test"] == (
-        "v=DKIM1; k=rsa; p="
-    )
+    published = {name: text for name, text, _ in dkim.records(state, ["a.test"])}
+    assert published["mc20270115._domainkey.a.test"] == ("v=DKIM1; k=rsa; p=")
     with pytest.raises(MailctlError, match="already revoked"):
         dkim.revoke(state, "a.test", "mc20270115", T0 + 600, make_key)
     with pytest.raises(MailctlError, match="no DKIM key 'nope'"):

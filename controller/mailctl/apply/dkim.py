@@ -251,11 +251,11 @@ def signing_keys(
     )
 
 
-def records(state: State, domains: list[str]) -> list[tuple[str, str]]:
-    """(name, TXT text) of every key that must be published now."""
+def records(state: State, domains: list[str]) -> list[tuple[str, str, KeyState]]:
+    """(name, TXT text, key state) of every key of `domains` that must be published now."""
     return [
-        (f"{k.selector}._domainkey.{d}", k.record())
-        for d in sorted(set(domains) | set(state.domains))
+        (f"{k.selector}._domainkey.{d}", k.record(), k.state)
+        for d in sorted(domains)
         for k in state.keys(d)
         if k.state in PUBLISHED
     ]
@@ -301,8 +301,9 @@ def locked(layout: Layout) -> Iterator[State]:
             state = load(layout)
             before = state.to_json()
             yield state
-            if state.to_json() != before:
-                atomic_write(state_file(layout), state.to_json().encode(), 0o640)
+            after = state.to_json()
+            if after != before:
+                atomic_write(state_file(layout), after.encode(), 0o640)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 

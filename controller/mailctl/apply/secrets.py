@@ -48,7 +48,7 @@ def state_key(layout: Layout) -> bytes:
 
 def srs_key(layout: Layout) -> None:
     """postsrsd's secret (it signs the SRS addresses), made on first use: 0600, root."""
-    path = layout.state / "srs.secret"
+    path = layout.srs_key
     if not path.exists():
         atomic_write(path, pysecrets.token_urlsafe(32).encode() + b"\n", 0o600)
 

@@ -135,30 +135,26 @@ def fetchmail(stage: Path, run: proc.Runner = proc.run) -> None:
         raise ValidationError(f"fetchmailrc refused by fetchmail: {first[:300]}") from None
 
 
-def _milter_conf(stage: Path, rel: str, argv: list[str]) -> list[str]:
-    """A copy of a staged milter config whose paths point into the stage, for its -n."""
+def _milter_check(stage: Path, rel: str, argv: list[str], run: proc.Runner) -> None:
+    """`argv CONF` (a -n) parses the configuration and opens its files: the staged ones,
+    through a copy of CONF whose paths point into the stage (removed again)."""
     conf = stage / rel
     check = conf.with_name(".check.conf")
     check.write_text(conf.read_text().replace(f"{LIVE}/", f"{stage}/"))
-    return [*argv, str(check)]
-
-
-def _milter_check(stage: Path, rel: str, argv: list[str], run: proc.Runner) -> None:
-    """`argv -n CONF` parses the configuration and opens its files: the staged ones."""
-    full = _milter_conf(stage, rel, argv)
-    check = Path(full[-1])
-    name = Path(argv[0]).name
     try:
-        run(full, timeout=30)
+        run([*argv, str(check)], timeout=30)
     except CommandError as exc:
-        said = exc.output.strip().replace(str(check), Path(rel).name).replace(f"{stage}/", "")
-        raise ValidationError(f"{name} -n: {said[:300] or exc}") from None
+        said = exc.output.strip().replace(str(check), conf.name).replace(f"{stage}/", "")
+        raise ValidationError(f"{Path(argv[0]).name} -n: {said[:300] or exc}") from None
     finally:
         check.unlink(missing_ok=True)
 
 
 def opendkim(stage: Path, run: proc.Runner = proc.run) -> None:
-    _milter_check(stage, OPENDKIM_CONF, ["/usr/sbin/opendkim", "-n", "-x"], run)
+    """The RSA signer's config, and the Ed25519 one's where dkim.ed25519 made it."""
+    for rel in (OPENDKIM_CONF, ED25519_CONF):
+        if (stage / rel).exists():
+            _milter_check(stage, rel, ["/usr/sbin/opendkim", "-n", "-x"], run)
 
 
 def opendmarc(stage: Path, run: proc.Runner = proc.run) -> None:
@@ -234,10 +230,8 @@ def stage(
         postfix_config(stage_dir, run)
     if touched("cyrus/"):
         cyrus(stage_dir, run)
-    if (stage_dir / OPENDKIM_CONF).exists() and touched("opendkim/"):
+    if touched("opendkim/"):
         opendkim(stage_dir, run)
-    if (stage_dir / ED25519_CONF).exists() and touched("opendkim/"):
-        _milter_check(stage_dir, ED25519_CONF, ["/usr/sbin/opendkim", "-n", "-x"], run)
     if (stage_dir / OPENDMARC_CONF).exists() and touched("opendmarc/"):
         opendmarc(stage_dir, run)
     if (stage_dir / "fetchmail/fetchmailrc").exists() and touched("fetchmail/"):

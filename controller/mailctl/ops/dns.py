@@ -84,7 +84,6 @@ def records(layout: Layout) -> list[DnsRecord]:
         ),
     ]
     keys = dkim.load(layout) if settings.dkim.enabled else dkim.State()
-    published = dict(dkim.records(keys, signed_domains(settings)))
     for domain in signed_domains(settings):
         out += [
             DnsRecord(name=domain, type="MX", value=f"10 {host}."),
@@ -107,14 +106,10 @@ def records(layout: Layout) -> list[DnsRecord]:
                 comment="TLS-RPT: senders report failed TLS to this domain (RFC 8460)",
             ),
         ]
-        for name, text in published.items():
-            if name.endswith(f"._domainkey.{domain}"):
-                state = next(
-                    k.state
-                    for k in keys.keys(domain)
-                    if f"{k.selector}._domainkey.{domain}" == name
-                )
-                out.append(DnsRecord(name=name, type="TXT", value=text, comment=f"DKIM, {state}"))
+        out += [
+            DnsRecord(name=name, type="TXT", value=text, comment=f"DKIM, {key_state}")
+            for name, text, key_state in dkim.records(keys, [domain])
+        ]
     for domain in keys.domains:
         for key in keys.keys(domain):
             if key.state == "retired" and time.time() - (key.retired or 0) < RETIRED_SHOWN:

@@ -237,8 +237,7 @@ def inputs_for(settings: Settings, keys: dkim.State, address: str | None = None)
         chosen = str(bind)
     domains = signed_domains(settings)
     # The records `mailctl dns` asks for: those of the domains in the settings.
-    state = {f"{k.selector}._domainkey.{d}": k.state for d in domains for k in keys.keys(d)}
-    published = [(n, text, state[n]) for n, text in dkim.records(keys, domains) if n in state]
+    published = dkim.records(keys, domains)
     return Inputs(
         hostname=_norm(settings.hostname),
         domains=tuple(domains),
