@@ -13,6 +13,11 @@ BOB = ("bob@example.com", PASSWORDS["bob@example.com"])
 BASE_FILES = {"bob.pw": PASSWORDS["bob@example.com"] + "\n"}
 
 
+# postscreen as deployed (pregreet test, blocklists), but quick: a new client waits 1 s
+# for the greeting. The tests after the greeting cost a reconnect; test_postscreen has them.
+SCREEN: dict[str, Any] = {"greet_wait": 1, "protocol_tests": False}
+
+
 def base_settings(delay: int = 3) -> dict[str, Any]:
     """alice (a hash), bob (a password file, 50 MB quota), the team alias, greylisting
     with `delay` seconds. Start it with extra_files=BASE_FILES."""
@@ -25,4 +30,5 @@ def base_settings(delay: int = 3) -> dict[str, Any]:
         ],
         "aliases": {"team@example.com": [ALICE[0], BOB[0]]},
         "greylisting": {"enabled": True, "delay": delay},
+        "postscreen": dict(SCREEN),
     }

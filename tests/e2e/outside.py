@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.e2e import peers
 from tests.e2e.appliance import Appliance, crypt
+from tests.e2e.data import SCREEN
 from tests.e2e.util import wait_until
 
 
@@ -23,6 +24,7 @@ def settings_for(login: tuple[str, str], **extra: Any) -> dict[str, Any]:
         "domains": ["example.com"],
         "users": [{"address": login[0], "password_hash": crypt(login[1])}],
         "greylisting": {"enabled": False},
+        "postscreen": dict(SCREEN),
         **extra,
     }
 

@@ -20,6 +20,7 @@ import pytest
 
 from tests.e2e import peers
 from tests.e2e.appliance import Appliance, bridge_gateway, crypt, message
+from tests.e2e.data import SCREEN
 from tests.e2e.fixtures import MakeAppliance
 from tests.e2e.util import wait_until
 
@@ -48,6 +49,7 @@ def base(**extra: Any) -> dict[str, Any]:
         "domains": ["example.com"],
         "users": [{"address": a, "password_hash": hashed} for a in (ALICE[0], BOB[0])],
         "greylisting": {"enabled": False},
+        "postscreen": dict(SCREEN),
         **extra,
     }
 
@@ -222,7 +224,8 @@ def test_blocklist_sender_mx_and_resolv_conf_follow_the_dns(
     dns: peers.Dns,
     clean_dns: peers.Dns,
 ) -> None:
-    settings = base(rbl={"lists": ["bl.test"]})
+    # smtpd's own blocklist check (without postscreen; test_postscreen has postscreen's)
+    settings = base(rbl={"lists": ["bl.test"]}, postscreen={"enabled": False})
     app = make_appliance(settings, dns=[clean_dns.ip])
     # P8: the guide's bogon list refuses a sender whose MX is private
     code, reply = app.rcpt("someone@private.test", ALICE[0])

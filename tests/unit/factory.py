@@ -89,6 +89,14 @@ def full_data() -> dict[str, Any]:
             "classes": {"myclass": ["reject"]},
         },
         rbl={"lists": ["zen.example"], "whitelist": ["192.0.2.9", "ok.example"]},
+        postscreen={
+            "enabled": True,
+            "greet_wait": 3,
+            "protocol_tests": True,
+            "dnsbl_threshold": 2,
+            "dnsbl_weights": {"zen.example": 2},
+        },
+        proxy_protocol={"smtp": True, "submission": True},
         smtp={
             "banner": "ESMTP hi",
             "message_size_limit": 10_000_000,

@@ -603,3 +603,19 @@ def test_concurrent_emits_lose_and_mix_nothing() -> None:
         # a thread's lines kept are its last ones (all of them evicted, if it ran first)
         numbers = [int(ln.message.split()[1]) for ln in kept if ln.pid == n]
         assert numbers == list(range(each - len(numbers), each))
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        # postscreen's verdicts stay readable: they are what an operator greps for
+        ("postfix/postscreen[9]: PASS NEW [192.0.2.1]:4711", "PASS NEW [192.0.2.1]:4711"),
+        ("postfix/postscreen[9]: PASS OLD [192.0.2.1]:4711", "PASS OLD [192.0.2.1]:4711"),
+        # a POP3 or IMAP password is still hidden, whatever it is
+        ("pop3[9]: C: PASS NEW", "PASS ***"),
+        ("pop3[9]: C: PASS hunter2", "PASS ***"),
+        ("imap[9]: password=NEW [x]", "password=*** [x]"),
+    ],
+)
+def test_postscreen_verdicts_are_not_taken_for_passwords(line: str, shown: str) -> None:
+    assert output.mask(line).endswith(shown)

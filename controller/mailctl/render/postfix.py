@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mailctl.errors import RenderError
 from mailctl.layout import LMTP_SOCKET, OPENDKIM_MILTER
-from mailctl.render import opendkim, opendmarc, spf, srs
+from mailctl.render import opendkim, opendmarc, postscreen, spf, srs
 from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
 from mailctl.render.bundle import HEADER, LIVE, File, text
@@ -180,6 +180,7 @@ def main_cf(settings: Settings) -> str:
         ],
         ("smtpd_restriction_classes", ", ".join(lists["classes"])),
         *[(name, ", ".join(lists[f"class:{name}"])) for name in lists["classes"]],
+        *postscreen.main_cf(settings),
     ]
     seen = [k for k, _ in p]
     twice = sorted({k for k in seen if seen.count(k) > 1})
@@ -247,14 +248,19 @@ def master_cf(settings: Settings) -> str:
         return f"{command} -v" if service in verbose else command
 
     lines = [HEADER, "# service type  private unpriv  chroot  wakeup  maxproc command + args\n"]
-    lines.append(_row(("smtp", "inet", "n", "-", "y", "-", "-", cmd("smtp", "smtpd"))))
-    for name, extra in (
-        ("submission", [("smtpd_tls_security_level", "encrypt")]),
-        ("smtps", [("smtpd_tls_wrappermode", "yes")]),
-    ):
-        lines.append(_row((name, "inet", "n", "-", "y", "-", "-", cmd(name, "smtpd"))))
-        for key, value in [("syslog_name", f"postfix/{name}"), *extra, *auth_only]:
-            lines.append(f"  {q.master_option(key, value, f'master.cf {name}')}\n")
+    lines += [_row(r) for r in postscreen.port25_rows(settings, cmd("smtp", "smtpd"))]
+    submission = {
+        "submission": [("smtpd_tls_security_level", "encrypt")],
+        "smtps": [("smtpd_tls_wrappermode", "yes")],
+    }
+    proxy = [("smtpd_upstream_proxy_protocol", "haproxy")]
+    listeners: list[tuple[str, str, list[tuple[str, str]]]] = [(n, n, []) for n in submission]
+    listeners += [(port, name, proxy) for port, name in postscreen.submission_ports(settings)]
+    for listener, name, extra in listeners:
+        lines.append(_row((listener, "inet", "n", "-", "y", "-", "-", cmd(name, "smtpd"))))
+        options = [("syslog_name", f"postfix/{name}"), *submission[name], *extra, *auth_only]
+        for key, value in options:
+            lines.append(f"  {q.master_option(key, value, f'master.cf {listener}')}\n")
     by_service = {"smtp": "smtp-out", "lmtp": "lmtp", "cleanup": "cleanup"}
     for row in _SERVICES:
         if row[0] in by_service:
@@ -337,6 +343,8 @@ def files(settings: Settings, facts: Facts | None = None) -> dict[str, File]:
         "postfix/sasl/smtpd.conf": text(smtpd_sasl_conf(settings)),
     }
     out.update({t.path: text(t.text) for t in pm.tables(settings, facts).values()})
+    if settings.postscreen.enabled:
+        out[postscreen.ACCESS] = text(postscreen.access_table(settings))
     return out
 
 

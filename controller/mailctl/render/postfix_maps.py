@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from mailctl.render import postscreen, spf
 from mailctl.render import quoting as q
-from mailctl.render import spf
 from mailctl.render.bundle import HEADER
 from mailctl.render.facts import Facts, own_helo
 from mailctl.settings import Settings
@@ -120,6 +120,8 @@ _SETTING_OF = {
     "rbl_whitelist": "rbl.whitelist",
     "sender_relay": "relay.senders",
     "sender_mx_bogons.cidr": "access.sender_mx_bogons",
+    # Made from rbl.whitelist and access.clients; a network there is checked already.
+    "postscreen_access.cidr": "rbl.whitelist",
     **{f"{stage}_access.{kind}": "access.patterns" for stage in STAGES for kind in PATTERN_TYPES},
     # Written by render.postfix: the alias map, the mailbox list, the relay logins.
     "virtual": "aliases",
@@ -300,7 +302,7 @@ def expand(settings: Settings, t: dict[str, Table], tok: str) -> list[str]:
         case "spf":
             return [spf.CHECK] if settings.spf.enabled else []
         case "rbl":
-            if not settings.rbl.lists:
+            if not settings.rbl.lists or postscreen.dnsbl(settings):
                 return []
             return [
                 f"check_client_access {t['rbl_whitelist.cidr'].ref}",

@@ -399,6 +399,68 @@ class Selfcheck(Group):
     )
 
 
+class Postscreen(Group):
+    """postscreen(8) in front of port 25: it answers new clients first and hands only
+    those that pass its tests to smtpd. Zombies that talk before their turn (pregreet),
+    clients that pipeline without asking, send non-SMTP commands or bare newlines, and
+    clients the blocklists in `rbl.lists` score at `dnsbl_threshold` or more are
+    refused. A client that passes is remembered (on the postfix-data volume) and goes
+    straight to smtpd next time. `networks`, loopback, the networks in `rbl.whitelist`
+    and the networks `access.clients` lets through (OK, PERMIT) skip every test.
+    Submission (587, 465) never goes through postscreen."""
+
+    enabled: bool = Field(
+        default=True, description="Screen port 25 with postscreen (internet-facing servers)."
+    )
+    greet_wait: int = Field(
+        default=6,
+        ge=1,
+        le=60,
+        description="Seconds a new client waits for the greeting, while postscreen watches "
+        "whether it talks first and the blocklists answer (postscreen_greet_wait).",
+    )
+    protocol_tests: bool = Field(
+        default=True,
+        description="The tests after the greeting (pipelining, non-SMTP commands, bare "
+        "newlines). A new client that passes them is told to come back (450) once, like "
+        "greylisting; real mail servers do, and are remembered for a week.",
+    )
+    dnsbl_threshold: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Refuse a client whose blocklist weights (rbl.lists) add up to this.",
+    )
+    dnsbl_weights: dict[Domain, Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=dict,
+        description="Weight of a zone of rbl.lists (default 1), e.g. zen.spamhaus.org: 3 "
+        "with dnsbl_threshold 3 refuses on that list alone but not on one weaker list.",
+    )
+
+
+class ProxyProtocol(Group):
+    """PROXY protocol (v1 and v2, as haproxy sends them) for deployments behind a TCP load
+    balancer: extra ports where every connection must start with the balancer's PROXY
+    header, so that greylisting, blocklists, access maps and logs see the original client
+    address. A client that speaks plain SMTP there is refused. The plain ports stay as
+    they are (fetchmail and local clients use them).
+
+    A PROXY port believes whatever address the header names, including one of `networks`:
+    it must be reachable only from the balancer (a firewall, a NetworkPolicy, or no
+    published port), never from the internet itself."""
+
+    smtp: bool = Field(
+        default=False,
+        description="Port 12525 takes port-25 traffic from the balancer (through "
+        "postscreen when it is on).",
+    )
+    submission: bool = Field(
+        default=False,
+        description="Ports 10587 and 10465 take submission (STARTTLS) and submissions "
+        "(TLS) traffic from the balancer.",
+    )
+
+
 class Tls(Group):
     """The server certificate, FEATURES P16. Unset: a self-signed one is made and kept."""
 
@@ -456,6 +518,8 @@ class Settings(BaseSettings):
     access: Access = Field(default_factory=Access)
     restrictions: Restrictions = Field(default_factory=Restrictions)
     rbl: Rbl = Field(default_factory=Rbl)
+    postscreen: Postscreen = Field(default_factory=Postscreen)
+    proxy_protocol: ProxyProtocol = Field(default_factory=ProxyProtocol)
     smtp: Smtp = Field(default_factory=Smtp)
     sasl: Sasl = Field(default_factory=Sasl)
     relay: Relay = Field(default_factory=Relay)
@@ -562,6 +626,12 @@ class Settings(BaseSettings):
                 f"smtp.verbose: {', '.join(leaky)} offer AUTH; smtpd -v would write the "
                 "base64 of every password to the log, so verbose is refused there"
             )
+        for zone in self.postscreen.dnsbl_weights:
+            if zone not in self.rbl.lists:
+                raise ValueError(
+                    f"postscreen.dnsbl_weights.{zone}: not one of rbl.lists; a weight only "
+                    "counts for a list that is asked"
+                )
         for i, admin in enumerate(self.cyrus.admins):
             if admin not in seen:
                 raise ValueError(f"cyrus.admins.{i}: {admin!r} is not one of the users")

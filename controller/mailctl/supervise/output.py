@@ -69,8 +69,10 @@ class Line:
 
 # --- masking -------------------------------------------------------------------
 
+# postscreen's verdicts ("PASS NEW [192.0.2.1]:25", "PASS OLD ...") are not secrets.
 _SECRETISH = re.compile(
-    r"""(?i)(pass(?:word|wd|phrase)?|secret|token)(["']?\s*[=:]\s*["']?|\s+)[^\s"',]+"""
+    r"""(?i)(pass(?:word|wd|phrase)?|secret|token)(?!\s(?-i:NEW|OLD)\s\[)"""
+    r"""(["']?\s*[=:]\s*["']?|\s+)[^\s"',]+"""
 )
 
 
