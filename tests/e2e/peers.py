@@ -342,6 +342,31 @@ class Ldap(Peer):
         return f"ldap://{self.ip}"
 
 
+class Proxy(Peer):
+    """haproxy in TCP mode (env PEER_PROXY): each listen port goes on to a backend, with a
+    PROXY protocol header (v1 or v2) first. Start it with `publish` to reach it from here."""
+
+    role = "proxy"
+
+    def listen_ports(self) -> list[int]:
+        env = dict(e.split("=", 1) for e in self.container.attrs["Config"]["Env"])
+        return [int(spec.split("=")[0]) for spec in env.get("PEER_PROXY", "").split(",") if spec]
+
+    def ready(self) -> bool:
+        for port in self.listen_ports():
+            try:
+                with socket.create_connection((self.ip, port), timeout=0.5):
+                    pass
+            except OSError:
+                return False
+        return True
+
+    def host_port(self, port: int) -> int:
+        """The port on 127.0.0.1 of this host that is `port` of the proxy (see publish)."""
+        self.container.reload()
+        return int(self.container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"])
+
+
 P = TypeVar("P", bound=Peer)
 
 
@@ -360,6 +385,7 @@ def start(
     files: Mapping[str, str | bytes] | None = None,
     hostname: str | None = None,
     nameserver: str | None = None,
+    publish: Sequence[int] = (),
     wait: bool = True,
     timeout: float = 20.0,
 ) -> P:
@@ -369,6 +395,7 @@ def start(
     PEER_DOMAINS and PEER_RECIPIENTS; records (dns): the zones file; files: more of /peer
     (e.g. ``tls.crt``/``tls.key``, ``main.cf``, ``dovecot.conf``, ``*.ldif``); nameserver:
     the IP the peer itself resolves with (default: nothing answers). env: any PEER_* var.
+    publish: ports reachable from this host on 127.0.0.1 (a random port each).
     """
     ensure_image(client)
     environment = dict(env or {})
@@ -397,6 +424,7 @@ def start(
         hostname=fqdn.split(".")[0],
         network=net_name,
         environment=environment,
+        ports={f"{p}/tcp": ("127.0.0.1", None) for p in publish},
     )
     peer = kind(container, net_name)
     try:
