@@ -14,6 +14,7 @@ import docker
 import pytest
 
 from tests.e2e.appliance import Appliance, crypt, message, running
+from tests.e2e.data import SCREEN
 from tests.e2e.fixtures import MakeAppliance
 from tests.e2e.util import wait_until
 
@@ -30,6 +31,7 @@ def provider_settings() -> dict[str, Any]:
         "domains": ["provider.test"],
         "users": [{"address": a, "password_hash": crypt(p)} for a, p in PROVIDER_USERS.items()],
         "greylisting": {"enabled": False},
+        "postscreen": dict(SCREEN),
     }
 
 
@@ -73,6 +75,7 @@ def test_fetchmail_pop3s_and_imap_keep_and_wrong_password(
             for a in ("alice@example.com", "bob@example.com")
         ],
         "greylisting": {"enabled": False},
+        "postscreen": dict(SCREEN),
         "fetchmail": {
             "interval": 10,
             "accounts": [

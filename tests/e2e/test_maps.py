@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from tests.e2e.appliance import Appliance, crypt, message, running
+from tests.e2e.data import SCREEN
 from tests.e2e.fixtures import MakeAppliance
 from tests.e2e.util import wait_until
 
@@ -31,6 +32,7 @@ def settings() -> dict[str, Any]:
         ],
         "aliases": {"watched@example.com": ALICE[0], "info@example.com": [ALICE[0], BOB[0]]},
         "greylisting": {"enabled": False},
+        "postscreen": dict(SCREEN),
         "maps": {
             "local_aliases": {
                 "report": ["/var/mail/archive/report.txt"],

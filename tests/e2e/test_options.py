@@ -15,6 +15,7 @@ import docker
 import pytest
 
 from tests.e2e.appliance import Appliance, crypt, message, running, tls_context
+from tests.e2e.data import SCREEN
 from tests.e2e.fixtures import MakeAppliance
 from tests.e2e.util import wait_until
 
@@ -35,6 +36,7 @@ def settings() -> dict[str, Any]:
             {"address": CAROL[0], "password_hash": hashed},
         ],
         "greylisting": {"enabled": False},
+        "postscreen": dict(SCREEN),
         "smtp": {"inet_protocols": "all", "verbose": ["smtp"], "tls_loglevel": 2},
         "sasl": {"broken_clients": True},
         "cyrus": {"admins": [ALICE[0]], "quota_warn": 80},

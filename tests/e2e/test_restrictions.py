@@ -10,6 +10,7 @@ import docker
 import pytest
 
 from tests.e2e.appliance import Appliance, crypt, running
+from tests.e2e.data import SCREEN
 
 PW = "restrict-secret-1"
 ALICE = ("alice@example.com", PW)
@@ -22,6 +23,7 @@ def settings() -> dict[str, Any]:
         "domains": ["example.com"],
         "users": [{"address": a, "password_hash": hashed} for a in (ALICE[0], "boss@example.com")],
         "greylisting": {"enabled": False},
+        "postscreen": dict(SCREEN),
         "restrictions": {
             "preset": "internet",
             # The preset's sender DNS checks need a resolver; these tests have none.

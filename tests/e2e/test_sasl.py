@@ -15,12 +15,14 @@ import docker
 import pytest
 
 from tests.e2e.appliance import Appliance, crypt, message, running
+from tests.e2e.data import SCREEN
 from tests.e2e.fixtures import MakeAppliance
 
 BASE: dict[str, Any] = {
     "hostname": "mail.example.com",
     "domains": ["example.com"],
     "greylisting": {"enabled": False},
+    "postscreen": dict(SCREEN),
 }
 
 

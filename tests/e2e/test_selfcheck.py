@@ -22,6 +22,7 @@ import pytest
 
 from tests.e2e import peers
 from tests.e2e.appliance import Appliance, running
+from tests.e2e.data import SCREEN
 from tests.e2e.util import wait_until
 
 ADMIN = "admin-token-" + "s" * 24
@@ -33,6 +34,7 @@ SETTINGS: dict[str, Any] = {
     "hostname": "mail.example.com",
     "domains": DOMAINS,
     "greylisting": {"enabled": False},
+    "postscreen": dict(SCREEN),
     "selfcheck": {"address": IP, "blocklists": LISTS, "domain_blocklists": ["dbl.example"]},
 }
 # SERVFAIL: unbound follows a CNAME out of a redirect zone, and these two never end.
