@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     threading.Thread(target=ctl.dkim_loop, name="dkim", daemon=True).start()
     _serve_api(ctl, args.api_port, layout)
     output.emit(output.CONTROLLER, "controller running")
-    ctl.run(on_stop=lambda: _hard_exit_later(HARD_EXIT_AFTER))
+    ctl.run(on_stop=lambda drain: _hard_exit_later(HARD_EXIT_AFTER + drain))
     if received:
         output.emit(output.CONTROLLER, f"stopped on {signal.Signals(received[0]).name}")
     return 0

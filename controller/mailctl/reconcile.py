@@ -252,6 +252,10 @@ class Controller:
     def sync_mailboxes(self) -> None:
         if not self.mailboxes_pending or self.bundle is None:
             return
+        if self.settings is not None and self.settings.is_edge:  # no mailboxes here
+            self.mailboxes_pending = False
+            self.mailboxes_made = True
+            return
         if self.clock() < self._mailbox_retry_at or not self.supervisor.ready("cyrus"):
             return
         try:
@@ -442,8 +446,9 @@ class Controller:
             self._last_chroot = now
             self.sync_chroot()
 
-    def run(self, debounce: float = 0.05, on_stop: Callable[[], None] | None = None) -> None:
-        """Until a stop is requested; then `on_stop` (a hard-exit timer) and stop the daemons."""
+    def run(self, debounce: float = 0.05, on_stop: Callable[[float], None] | None = None) -> None:
+        """Until a stop is requested; then `on_stop` (a hard-exit timer, told how long a
+        drain may take), the drain of an edge, and stop the daemons."""
         while not self.stop_requested:
             self.tick(debounce)
             timeout = 0.1
@@ -452,10 +457,46 @@ class Controller:
             self.wake.wait(timeout)
             self.wake.clear()
         say("stopping")
+        drain = self.settings.edge.drain_timeout if self.settings and self.settings.is_edge else 0
         if on_stop is not None:
-            on_stop()
+            on_stop(drain)
+        if drain:
+            self.drain(drain)
         with self.lock:
             self.supervisor.stop_all()
+
+    DRAIN_FLUSH_EVERY = 3.0
+
+    def drain(self, deadline: float) -> None:
+        """An edge about to stop: take no new mail, send what is queued to the mailbox
+        node, and wait (up to `deadline` seconds) until the queue is empty. What is left
+        stays on the queue volume for the next start.
+
+        The listeners close by an edit of the live main.cf: nothing applies settings any
+        more once the loop has stopped, and every start writes a whole new revision
+        (Transaction force), so the edit never outlives this stop."""
+        t0 = self.clock()
+        try:
+            self.runner(["postconf", "-e", "master_service_disable = inet"], timeout=10)
+            self.reload("postfix")
+            flushed = -1e9
+            left = queue.count(self.runner)
+            while left and self.clock() - t0 < deadline:
+                # A deferral marks the mailbox node dead for a while: one flush may find
+                # it so (as after an LMTP outage); ask again every few seconds.
+                if self.clock() - flushed >= self.DRAIN_FLUSH_EVERY:
+                    self.runner(["postqueue", "-f"], timeout=30, openable_output=True)
+                    flushed = self.clock()
+                time.sleep(0.25)
+                left = queue.count(self.runner)
+        except MailctlError as exc:
+            say(f"drain: {exc}")
+            return
+        took = self.clock() - t0
+        if left == 0:
+            say(f"drained: the queue is empty after {took:.1f}s")
+        else:
+            say(f"drain: {left} messages still queued after {took:.1f}s; they stay on the volume")
 
     def request_stop(self) -> None:
         """Safe from a signal handler: one store; the loop sees it within 0.1 s."""

@@ -42,8 +42,20 @@ def free_port() -> int:
 
 
 class Project:
-    def __init__(self, settings_dir: Path) -> None:
+    def __init__(
+        self,
+        settings_dir: Path,
+        compose_file: Path | None = None,
+        overrides: tuple[Path, ...] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """compose_file: another compose file than the repository's, with `overrides`
+        instead of the offline one; env: more variables for it."""
         self.name = f"mailtest{uuid.uuid4().hex[:8]}"
+        self.files = FILES
+        if compose_file is not None:
+            extra = FILES[2:] if overrides is None else [f"-f{o}" for o in overrides]
+            self.files = ["-f", str(compose_file), *extra]
         self.ports = {p: free_port() for p in (25, 465, 587, 143, 993, 8080)}
         self.env = {
             **os.environ,
@@ -55,11 +67,12 @@ class Project:
             "IMAP_PORT": f"127.0.0.1:{self.ports[143]}",
             "IMAPS_PORT": f"127.0.0.1:{self.ports[993]}",
             "API_PORT": str(self.ports[8080]),
+            **(env or {}),
         }
 
     def compose(self, *args: str) -> str:
         done = subprocess.run(
-            [*compose_cmd(), "-p", self.name, *FILES, *args],
+            [*compose_cmd(), "-p", self.name, *self.files, *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -72,18 +85,19 @@ class Project:
     def down(self) -> None:
         """`down -v --remove-orphans`, whatever state the project is in."""
         subprocess.run(
-            [*compose_cmd(), "-p", self.name, *FILES, "down", "-v", "--remove-orphans"],
+            [*compose_cmd(), "-p", self.name, *self.files, "down", "-v", "--remove-orphans"],
             env=self.env,
             capture_output=True,
             timeout=300,
             check=False,
         )
 
-    def appliance(self) -> Appliance:
+    def appliance(self, service: str | None = None) -> Appliance:
         client = docker.from_env()
-        container = client.containers.list(
-            filters={"label": f"com.docker.compose.project={self.name}"}
-        )[0]
+        labels = [f"com.docker.compose.project={self.name}"]
+        if service:
+            labels.append(f"com.docker.compose.service={service}")
+        container = client.containers.list(filters={"label": labels})[0]
         app = Appliance(container, Path(self.env["MAIL_SETTINGS_DIR"]), dict(self.ports))
         app.wait_ready()
         return app

@@ -97,6 +97,14 @@ def full_data() -> dict[str, Any]:
             "dnsbl_weights": {"zen.example": 2},
         },
         proxy_protocol={"smtp": True, "submission": True},
+        role="mailbox",
+        edge={
+            "mailbox_host": "mailbox.internal",
+            "mailbox_port": 10026,
+            "tls": "may",
+            "drain_timeout": 15,
+        },
+        edges=["198.51.100.0/28"],
         smtp={
             "banner": "ESMTP hi",
             "message_size_limit": 10_000_000,

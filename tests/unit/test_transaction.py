@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -503,3 +504,47 @@ def test_a_cyrus_service_switched_off_is_switched_on_at_once(layout: Layout) -> 
     ctl.reenable_cyrus()
     ctl.reenable_cyrus()
     assert reloaded == ["cyrus"]
+
+
+# --- an edge's drain ---------------------------------------------------------------
+
+
+def draining(layout: Layout, queued: list[int]) -> tuple[Controller, FakeRunner, FakeClock]:
+    """A controller whose `postqueue -j` shows queued.pop(0) messages (the last one
+    repeats), each ask taking a second of the fake clock."""
+    clock, runner = FakeClock(), FakeRunner()
+
+    def postqueue(args: list[str], _: str | None) -> subprocess.CompletedProcess[str]:
+        if "-j" in args:
+            clock.advance(1.0)
+            n = queued.pop(0) if len(queued) > 1 else queued[0]
+            return subprocess.CompletedProcess(args, 0, '{"queue_id": "x"}\n' * n, "")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    runner.handlers["postqueue"] = postqueue
+    return controller(layout, runner, clock), runner, clock
+
+
+def test_a_draining_edge_stops_listening_flushes_and_waits_for_an_empty_queue(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("time.sleep", lambda _: None)
+    ctl, runner, _ = draining(layout, [3, 2, 0])
+    ctl.drain(20)
+    assert runner.calls[0] == ["postconf", "-e", "master_service_disable = inet"]
+    assert ctl.supervisor.reloaded == ["postfix"]  # type: ignore[attr-defined]
+    assert ["postqueue", "-f"] in runner.calls
+    assert "drained: the queue is empty" in capsys.readouterr().out
+
+
+def test_a_drain_gives_up_at_its_deadline_and_leaves_the_mail_queued(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("time.sleep", lambda _: None)
+    ctl, runner, _ = draining(layout, [5])
+    ctl.drain(10)
+    out = capsys.readouterr().out
+    assert "5 messages still queued" in out and "stay on the volume" in out
+    # asked again every few seconds, not once
+    assert len(runner.ran("postqueue")) > 3 and runner.calls.count(["postqueue", "-f"]) >= 3
+    assert not [c for c in runner.calls if c[:2] == ["postsuper", "-d"]]  # nothing deleted

@@ -60,3 +60,9 @@ def repair(spool: Path, runner: proc.Runner = proc.run) -> list[str]:
         if done.returncode != 0:
             notes.append(f"queue: {' '.join(argv)} exited with status {done.returncode}")
     return notes
+
+
+def count(runner: proc.Runner = proc.run) -> int:
+    """Messages in the queue now (postqueue -j: one JSON object a message)."""
+    done = runner(["postqueue", "-j"], timeout=30, openable_output=True)
+    return sum(1 for line in done.stdout.splitlines() if line.strip().startswith("{"))

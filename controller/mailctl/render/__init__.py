@@ -29,29 +29,35 @@ __all__ = ["Bundle", "DaemonSpec", "Facts", "File", "Secrets", "SigningKey", "re
 
 
 def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
-    specs = [
-        DaemonSpec(
-            name="saslauthd",
-            argv=sasl.argv(settings),
-            reads=(sasl.SASLAUTHD_CONF,),  # PAM, sasldb and shadow are read per login
-            reload=Reload("restart"),
-            probes=(Probe("unix", SASLAUTHD_MUX),),
-        ),
-        DaemonSpec(
-            name="cyrus",
-            argv=("/usr/sbin/cyrmaster", "-l", "64"),
-            # imapd.conf is read when a process starts; preforked ones (lmtpd) would keep
-            # the old one, and SIGHUP makes cyrmaster replace them.
-            reads=("cyrus/",),
-            reload=Reload("signal", signal=signal.SIGHUP),
-            probes=(
-                Probe("tcp", "127.0.0.1:143"),
-                Probe("tcp", "127.0.0.1:993"),
-                Probe("unix", LMTP_SOCKET),
+    """What runs. An edge runs Postfix and postgrey only: no mailboxes, no logins, and
+    the milters are the mailbox node's."""
+    specs = (
+        []
+        if settings.is_edge
+        else [
+            DaemonSpec(
+                name="saslauthd",
+                argv=sasl.argv(settings),
+                reads=(sasl.SASLAUTHD_CONF,),  # PAM, sasldb and shadow are read per login
+                reload=Reload("restart"),
+                probes=(Probe("unix", SASLAUTHD_MUX),),
             ),
-            before=("saslauthd",),
-        ),
-    ]
+            DaemonSpec(
+                name="cyrus",
+                argv=("/usr/sbin/cyrmaster", "-l", "64"),
+                # imapd.conf is read when a process starts; preforked ones (lmtpd) would keep
+                # the old one, and SIGHUP makes cyrmaster replace them.
+                reads=("cyrus/",),
+                reload=Reload("signal", signal=signal.SIGHUP),
+                probes=(
+                    Probe("tcp", "127.0.0.1:143"),
+                    Probe("tcp", "127.0.0.1:993"),
+                    Probe("unix", LMTP_SOCKET),
+                ),
+                before=("saslauthd",),
+            ),
+        ]
+    )
     if settings.greylisting.enabled:
         specs.append(
             DaemonSpec(
@@ -62,7 +68,8 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
                 probes=(Probe("tcp", "127.0.0.1:10023"),),
             )
         )
-    if settings.dkim.enabled:
+    signs = settings.dkim.enabled and not settings.is_edge
+    if signs:
         specs.append(
             DaemonSpec(
                 name="opendkim",
@@ -73,7 +80,7 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
                 probes=(Probe("unix", OPENDKIM_SOCKET),),
             )
         )
-    if settings.dkim.enabled and settings.dkim.ed25519:
+    if signs and settings.dkim.ed25519:
         specs.append(
             DaemonSpec(
                 name="opendkim-ed25519",
@@ -83,7 +90,7 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
                 probes=(Probe("unix", opendkim.ED25519_SOCKET),),
             )
         )
-    if settings.dmarc.enabled:
+    if settings.dmarc.enabled and not settings.is_edge:
         specs.append(
             DaemonSpec(
                 name="opendmarc",
@@ -104,11 +111,14 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
             argv=("/usr/lib/postfix/sbin/master", "-s"),
             reads=("postfix/", "tls/"),
             reload=Reload("signal", signal=signal.SIGHUP),
-            probes=tuple(Probe("tcp", f"127.0.0.1:{p}") for p in (25, 465, 587)),
+            probes=tuple(
+                Probe("tcp", f"127.0.0.1:{p}")
+                for p in ((25,) if settings.is_edge else (25, 465, 587))
+            ),
             before=tuple(s.name for s in specs),
         )
     )
-    if settings.fetchmail.accounts:
+    if settings.fetchmail.accounts and not settings.is_edge:
         specs.append(
             DaemonSpec(
                 name="fetchmail",
@@ -149,5 +159,5 @@ def render(
         postmap=postfix.postmap_paths(settings),
         postalias=postfix.ALIASES,
         db_type=settings.maps.table_type,
-        mailboxes=cyrus.mailboxes(settings),
+        mailboxes={} if settings.is_edge else cyrus.mailboxes(settings),
     )

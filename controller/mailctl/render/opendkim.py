@@ -36,7 +36,10 @@ class SigningKey:
 
 
 def signed_domains(settings: Settings) -> list[str]:
-    """Every domain whose mail this server sends: mailboxes' and aliases'."""
+    """Every domain whose mail this server sends: mailboxes' and aliases'. None on an
+    edge: it only passes mail in; the mailbox node signs what leaves."""
+    if settings.is_edge:
+        return []
     return list(dict.fromkeys([*settings.domains, *settings.alias_domains]))
 
 

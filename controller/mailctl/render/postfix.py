@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mailctl.errors import RenderError
 from mailctl.layout import LMTP_SOCKET, OPENDKIM_MILTER
-from mailctl.render import opendkim, opendmarc, postscreen, spf, srs
+from mailctl.render import edge, opendkim, opendmarc, postscreen, spf, srs
 from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
 from mailctl.render.bundle import HEADER, LIVE, File, text
@@ -31,12 +31,14 @@ def _with_srs(ref: str, table: str, on: bool) -> str:
 
 
 def _smtpd_milters(settings: Settings) -> list[str]:
-    """OpenDKIM first: OpenDMARC reads its verdict."""
-    return [*_signers(settings), *([opendmarc.MILTER] if settings.dmarc.enabled else [])]
+    """OpenDKIM first: OpenDMARC reads its verdict. An edge runs neither: the mailbox
+    node verifies and evaluates the mail it passes on (and signs what leaves)."""
+    dmarc = settings.dmarc.enabled and not settings.is_edge
+    return [*_signers(settings), *([opendmarc.MILTER] if dmarc else [])]
 
 
 def _signers(settings: Settings) -> list[str]:
-    if not settings.dkim.enabled:
+    if not settings.dkim.enabled or settings.is_edge:
         return []
     return [OPENDKIM_MILTER, *([opendkim.ED25519_MILTER] if settings.dkim.ed25519 else [])]
 
@@ -52,6 +54,8 @@ def main_cf(settings: Settings) -> str:
     lists = pm.restriction_lists(settings)
     db = settings.maps.table_type
     relay_login = bool(relay_logins(settings))
+    is_edge = settings.is_edge
+    edge_table = f"{db}:${{config_directory}}/{edge.ROUTES}"
     banner = q.main_cf_text(s.banner, "smtp.banner") if s.banner else "ESMTP"
     on = srs.active(settings)
     if on and settings.maps.sender_canonical:
@@ -101,12 +105,23 @@ def main_cf(settings: Settings) -> str:
         # the guide's canonical maps rewrite both envelope and header.
         ("remote_header_rewrite_domain", "domain.invalid" if _canonical(settings) else ""),
         ("relocated_maps", tables["relocated"].ref),
-        ("transport_maps", tables["transport"].ref),
+        (
+            "transport_maps",
+            f"{edge_table}, {tables['transport'].ref}" if is_edge else tables["transport"].ref,
+        ),
         ("smtpd_sender_login_maps", tables["sender_login"].ref),
-        ("virtual_mailbox_domains", q.main_cf_list(settings.domains, "domains")),
-        ("virtual_mailbox_maps", f"{db}:${{config_directory}}/vmailbox"),
-        ("virtual_alias_domains", q.main_cf_list(settings.alias_domains, "alias_domains")),
-        ("virtual_alias_maps", f"{db}:${{config_directory}}/virtual"),
+        # An edge relays every domain to the mailbox node (render.edge), which has them.
+        ("virtual_mailbox_domains", "" if is_edge else q.main_cf_list(settings.domains, "domains")),
+        ("virtual_mailbox_maps", "" if is_edge else f"{db}:${{config_directory}}/vmailbox"),
+        (
+            "virtual_alias_domains",
+            "" if is_edge else q.main_cf_list(settings.alias_domains, "alias_domains"),
+        ),
+        ("virtual_alias_maps", "" if is_edge else f"{db}:${{config_directory}}/virtual"),
+        (
+            "relay_recipient_maps",
+            f"{db}:${{config_directory}}/{edge.RECIPIENTS}" if is_edge else "",
+        ),
         ("virtual_transport", LMTP),
         # DKIM (opendkim): signs submission and trusted networks, verifies the rest.
         # Verification fails open on port 25; submission overrides it to tempfail.
@@ -116,7 +131,9 @@ def main_cf(settings: Settings) -> str:
         # DMARC marks (dmarc.policy quarantine, reject) on OpenDMARC's own header
         (
             "milter_header_checks",
-            f"pcre:{LIVE}/{opendmarc.HEADER_CHECKS}" if settings.dmarc.enabled else "",
+            f"pcre:{LIVE}/{opendmarc.HEADER_CHECKS}"
+            if settings.dmarc.enabled and not is_edge
+            else "",
         ),
         # SPF (policyd-spf): one per smtpd, kept for the session and beyond.
         *([(f"{spf.SERVICE}_time_limit", "3600")] if settings.spf.enabled else []),
@@ -163,7 +180,13 @@ def main_cf(settings: Settings) -> str:
         ),
         ("smtp_sasl_security_options", "noanonymous, noplaintext"),
         ("smtp_sasl_tls_security_options", "noanonymous"),
-        ("relay_domains", q.main_cf_list(settings.relay_domains, "relay_domains")),
+        (
+            "relay_domains",
+            q.main_cf_list(
+                edge.relay_domains(settings) if is_edge else settings.relay_domains,
+                "relay_domains",
+            ),
+        ),
         # Address verification (P11) remembers results on the postfix-data volume.
         ("address_verify_map", "btree:${data_directory}/verify_cache"),
         # Dial-up (P14): hold outgoing mail until a flush, and do not look anything up.
@@ -181,6 +204,16 @@ def main_cf(settings: Settings) -> str:
         ("smtpd_restriction_classes", ", ".join(lists["classes"])),
         *[(name, ", ".join(lists[f"class:{name}"])) for name in lists["classes"]],
         *postscreen.main_cf(settings),
+        *(
+            [
+                (
+                    edge.CLIENT_CHECK,
+                    f"check_client_access cidr:${{config_directory}}/{edge.CLIENTS}, reject",
+                )
+            ]
+            if settings.edges
+            else []
+        ),
     ]
     seen = [k for k, _ in p]
     twice = sorted({k for k in seen if seen.count(k) > 1})
@@ -256,11 +289,20 @@ def master_cf(settings: Settings) -> str:
     proxy = [("smtpd_upstream_proxy_protocol", "haproxy")]
     listeners: list[tuple[str, str, list[tuple[str, str]]]] = [(n, n, []) for n in submission]
     listeners += [(port, name, proxy) for port, name in postscreen.submission_ports(settings)]
+    if settings.is_edge:  # no users log in on an edge
+        listeners = []
     for listener, name, extra in listeners:
         lines.append(_row((listener, "inet", "n", "-", "y", "-", "-", cmd(name, "smtpd"))))
         options = [("syslog_name", f"postfix/{name}"), *submission[name], *extra, *auth_only]
         for key, value in options:
             lines.append(f"  {q.master_option(key, value, f'master.cf {listener}')}\n")
+    if settings.edges:
+        port = str(edge.EDGE_PORT)
+        lines.append(_row((port, "inet", "n", "-", "y", "-", "-", cmd("smtp", "smtpd"))))
+        # Constants of ours, no setting in them; one names a main.cf parameter ($).
+        lines += [f"  -o {key}={value}\n" for key, value in edge.port_options()]
+    if settings.is_edge:
+        lines.append(_row(edge.transport_row(settings)))
     by_service = {"smtp": "smtp-out", "lmtp": "lmtp", "cleanup": "cleanup"}
     for row in _SERVICES:
         if row[0] in by_service:
@@ -345,6 +387,11 @@ def files(settings: Settings, facts: Facts | None = None) -> dict[str, File]:
     out.update({t.path: text(t.text) for t in pm.tables(settings, facts).values()})
     if settings.postscreen.enabled:
         out[postscreen.ACCESS] = text(postscreen.access_table(settings))
+    if settings.is_edge:
+        out[f"postfix/{edge.RECIPIENTS}"] = text(edge.recipients(settings))
+        out[f"postfix/{edge.ROUTES}"] = text(edge.routes(settings))
+    if settings.edges:
+        out[f"postfix/{edge.CLIENTS}"] = text(edge.clients(settings))
     return out
 
 
@@ -355,7 +402,14 @@ def postmap_paths(settings: Settings) -> tuple[str, ...]:
         for t in pm.tables(settings).values()
         if t.kind == settings.maps.table_type and t.name != "aliases"
     ]
-    return ("postfix/virtual", "postfix/vmailbox", f"postfix/{RELAY_PASSWORDS}", *hashed)
+    edge_maps = [f"postfix/{edge.RECIPIENTS}", f"postfix/{edge.ROUTES}"] if settings.is_edge else []
+    return (
+        "postfix/virtual",
+        "postfix/vmailbox",
+        f"postfix/{RELAY_PASSWORDS}",
+        *hashed,
+        *edge_maps,
+    )
 
 
 ALIASES = ("postfix/aliases",)

@@ -122,6 +122,7 @@ _SETTING_OF = {
     "sender_mx_bogons.cidr": "access.sender_mx_bogons",
     # Made from rbl.whitelist and access.clients; a network there is checked already.
     "postscreen_access.cidr": "rbl.whitelist",
+    "edges.cidr": "edges",
     **{f"{stage}_access.{kind}": "access.patterns" for stage in STAGES for kind in PATTERN_TYPES},
     # Written by render.postfix: the alias map, the mailbox list, the relay logins.
     "virtual": "aliases",

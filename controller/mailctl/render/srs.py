@@ -31,6 +31,8 @@ def outside_targets(settings: Settings) -> list[str]:
 
 
 def active(settings: Settings) -> bool:
+    if settings.is_edge:  # aliases are expanded on the mailbox node, and forwarded there
+        return False
     return settings.srs.enabled and bool(settings.domains) and bool(outside_targets(settings))
 
 

@@ -461,6 +461,39 @@ class ProxyProtocol(Group):
     )
 
 
+class Edge(Group):
+    """`role: edge`: this container is an inbound MX in front of the mailbox node. It
+    accepts mail for `domains` and `alias_domains` (recipients checked against `users`
+    and `aliases`, the same settings as the mailbox node's), screens, greylists and
+    checks SPF, queues on its own volume and passes the mail on to the mailbox node's
+    edge port over SMTP with TLS. It has no mailboxes, no IMAP and no submission; DKIM,
+    DMARC, aliases and SRS happen on the mailbox node. On stop it drains: it takes no
+    new mail, flushes its queue and waits (up to `drain_timeout`) until it is empty."""
+
+    mailbox_host: ipaddress.IPv4Address | Annotated[str, AfterValidator(names.domain)] | None = (
+        Field(
+            default=None,
+            description="The mailbox node, for role: edge: a name its resolver knows (a compose "
+            "service, a Kubernetes Service) or an IPv4 address.",
+        )
+    )
+    mailbox_port: int = Field(
+        default=10025, ge=1, le=65535, description="Its edge port (the mailbox's `edges`)."
+    )
+    tls: Literal["encrypt", "may"] = Field(
+        default="encrypt",
+        description="TLS to the mailbox node: required (encrypt) or when offered (may).",
+    )
+    drain_timeout: int = Field(
+        default=20,
+        ge=0,
+        le=3600,
+        description="Seconds a stopping edge waits for its queue to empty. Keep it below the "
+        "stop grace period (compose stop_grace_period, Kubernetes "
+        "terminationGracePeriodSeconds) minus 10 s; what is left stays queued on the volume.",
+    )
+
+
 class Tls(Group):
     """The server certificate, FEATURES P16. Unset: a self-signed one is made and kept."""
 
@@ -487,6 +520,18 @@ class Settings(BaseSettings):
 
     hostname: Hostname = Field(
         description="This server's name (myhostname), e.g. mail.example.com."
+    )
+    role: Literal["mailbox", "edge"] = Field(
+        default="mailbox",
+        description="mailbox: the whole mail server. edge: an inbound MX that passes mail "
+        "on to the mailbox node (see `edge`); typically set per container, MAIL_ROLE=edge.",
+    )
+    edge: Edge = Field(default_factory=Edge)
+    edges: list[Network] = Field(
+        default_factory=list,
+        description="On the mailbox node: networks of its edge MXs. Port 10025 then takes "
+        "their mail for the local domains, without postscreen, greylisting or SPF (the "
+        "edges did those). Never publish port 10025; it cannot relay.",
     )
     domain: Domain | None = Field(
         default=None, description="mydomain; default: the hostname without its first label."
@@ -544,6 +589,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Env vars win over the file: an operator's override beats the shared file.
         return (env_settings, init_settings)
+
+    @property
+    def is_edge(self) -> bool:
+        return self.role == "edge"
 
     @property
     def mydomain(self) -> str:
@@ -626,6 +675,11 @@ class Settings(BaseSettings):
                 f"smtp.verbose: {', '.join(leaky)} offer AUTH; smtpd -v would write the "
                 "base64 of every password to the log, so verbose is refused there"
             )
+        if self.role == "edge" and self.edge.mailbox_host is None:
+            raise ValueError("edge.mailbox_host: role edge passes mail on to it; give its name")
+        for i, net in enumerate(self.edges):
+            if net.prefixlen < MIN_PREFIX[net.version]:
+                raise ValueError(f"edges.{i}: {net} is wider than /{MIN_PREFIX[net.version]}")
         for zone in self.postscreen.dnsbl_weights:
             if zone not in self.rbl.lists:
                 raise ValueError(

@@ -1,0 +1,138 @@
+"""Issue 10: compose.edge.yaml as it stands, an edge MX in front of the mailbox node.
+
+Mail through the edge reaches a mailbox; an unknown recipient is refused at the edge;
+with the mailbox node down the edge keeps the mail and loses none; a stopped edge
+has drained its queue first.
+
+The compose network is made here and named external in an override, so that a DNS
+peer can sit on it as the only upstream of Docker's resolver: lookups the daemons
+make (SPF, blocklists) get an answer from it and never leave this machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+
+from tests.e2e import peers
+from tests.e2e.appliance import Appliance
+from tests.e2e.compose import REPO, Project, free_port
+from tests.e2e.data import ALICE, BASE_FILES, SCREEN, base_settings
+from tests.e2e.util import wait_until
+
+STRANGER = "someone@sender.example"
+
+
+class Nodes:
+    def __init__(self, proj: Project, settings_dir: Path) -> None:
+        self.proj = proj
+        self.mailbox = proj.appliance("mailbox")
+        client = docker.from_env()
+        labels = [f"com.docker.compose.project={proj.name}", "com.docker.compose.service=edge"]
+        container = client.containers.list(filters={"label": labels})[0]
+        ports = {25: proj.ports[25], 8080: int(proj.env["EDGE_API_PORT"])}
+        self.edge = Appliance(container, settings_dir, ports)
+        self.edge.wait_ready()
+
+    def queued_at_edge(self) -> int:
+        code, out = self.edge.exec("postqueue", "-j")
+        assert code == 0, out
+        return sum(1 for line in out.splitlines() if line.startswith("{"))
+
+
+@pytest.fixture(scope="module")
+def nodes(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    tmp = tmp_path_factory.mktemp("edge")
+    settings = base_settings()
+    settings["greylisting"]["enabled"] = False
+    settings["postscreen"] = dict(SCREEN)
+    (tmp / "settings.yaml").write_text(yaml.safe_dump(settings))
+    for name, content in BASE_FILES.items():
+        (tmp / name).write_text(content)
+    with peers.network(client) as net:
+        net.reload()
+        subnet = net.attrs["IPAM"]["Config"][0]["Subnet"]
+        with peers.running(
+            client, peers.Dns, net, records=["A mx.sender.example 100.64.0.9"]
+        ) as dns:
+            override = {
+                "services": {s: {"dns": [dns.ip]} for s in ("mailbox", "edge", "edge2")},
+                "networks": {"mail": {"external": True, "name": net.name}},
+            }
+            (tmp / "override.yaml").write_text(yaml.safe_dump(override))
+            env = {
+                "EDGE_SUBNET": subnet,
+                "EDGE_API_PORT": str(free_port()),
+                "EDGE2_API_PORT": str(free_port()),
+                "SMTP2_PORT": f"127.0.0.1:{free_port()}",
+            }
+            proj = Project(tmp, REPO / "compose.edge.yaml", (tmp / "override.yaml",), env)
+            try:
+                proj.compose("up", "-d", "--no-build")
+                yield Nodes(proj, tmp)
+            finally:
+                proj.down()
+
+
+def test_mail_through_the_edge_reaches_the_mailbox(nodes: Nodes) -> None:
+    mid, code, reply = nodes.edge.send(STRANGER, ALICE[0], subject="through the edge")
+    assert code == 250, reply
+    nodes.mailbox.wait_delivered(*ALICE, mid)
+    logs = nodes.edge.logs()
+    assert "postfix/mailbox/smtp" in logs and "status=sent" in logs
+    # TLS on the way in: the mailbox node's edge port logged the edge's STARTTLS
+    assert "postfix/edge/smtpd" in nodes.mailbox.logs()
+
+
+def test_an_unknown_recipient_is_refused_at_the_edge(nodes: Nodes) -> None:
+    code, reply = nodes.edge.rcpt(STRANGER, "nobody@example.com")
+    assert code == 550 and "relay recipient table" in reply, reply
+    code, reply = nodes.edge.rcpt(STRANGER, "victim@elsewhere.example")
+    assert code == 554 and "Relay access denied" in reply, reply  # never a relay
+
+
+def test_the_edge_keeps_mail_while_the_mailbox_node_is_down(nodes: Nodes) -> None:
+    nodes.proj.compose("stop", "mailbox")
+    mids = []
+    for i in range(5):
+        mid, code, reply = nodes.edge.send(STRANGER, ALICE[0], subject=f"while down {i}")
+        assert code == 250, reply
+        mids.append(mid)
+    wait_until(
+        lambda: nodes.queued_at_edge() == 5,
+        30,
+        lambda: f"the edge holds the mail:\n{nodes.edge.logs()[-3000:]}",
+    )
+    time.sleep(5)  # down for a while; the edge retries and defers
+    nodes.proj.compose("start", "mailbox")
+    nodes.mailbox.wait_ready()
+    nodes.edge.exec("postqueue", "-f")  # what the edge's own retry would do later
+    for mid in mids:
+        nodes.mailbox.wait_delivered(*ALICE, mid, timeout=60)
+    assert nodes.queued_at_edge() == 0
+
+
+def test_a_stopped_edge_has_drained_its_queue(nodes: Nodes) -> None:
+    nodes.proj.compose("stop", "mailbox")
+    mids = []
+    for i in range(3):
+        mid, code, reply = nodes.edge.send(STRANGER, ALICE[0], subject=f"to drain {i}")
+        assert code == 250, reply
+        mids.append(mid)
+    nodes.proj.compose("start", "mailbox")
+    nodes.mailbox.wait_ready()
+    assert nodes.queued_at_edge() == 3  # deferred: Postfix would retry only minutes later
+    t0 = time.monotonic()
+    nodes.proj.compose("stop", "edge")
+    took = time.monotonic() - t0
+    logs = nodes.edge.logs()
+    tail = logs[logs.rfind("mailctl: stopping") :]
+    assert "drained: the queue is empty" in logs, tail[:6000]
+    for mid in mids:
+        nodes.mailbox.wait_delivered(*ALICE, mid)
+    print(f"edge drain of 3 messages and stop: {took:.1f}s")

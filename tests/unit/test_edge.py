@@ -1,0 +1,107 @@
+"""role: edge, and the mailbox node's edge port, as rendered (render.edge)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mailctl.errors import SettingsError
+from mailctl.render import daemons, edge, opendkim, postfix, srs
+from tests.unit.factory import main_cf_params as params
+from tests.unit.factory import (
+    master_options,
+    parse_table,
+    postfix_list,
+    postfix_logical_lines,
+    settings,
+)
+
+EDGE: dict[str, Any] = {
+    "role": "edge",
+    "edge": {"mailbox_host": "mailbox"},
+    "alias_domains": ["alias.example"],
+    "relay_domains": ["backup.example"],
+    "aliases": {"postmaster@example.com": "alice@example.com", "@alias.example": "bob@example.com"},
+}
+
+
+def services(**extra: Any) -> dict[tuple[str, str], list[str]]:
+    out = {}
+    for line in postfix_logical_lines(postfix.master_cf(settings(**extra))):
+        fields = line.split()
+        out[(fields[0], fields[1])] = fields[7:]
+    return out
+
+
+def test_an_edge_relays_every_domain_to_the_mailbox_node_for_known_recipients() -> None:
+    s = settings(**EDGE)
+    p = params(postfix.main_cf(s))
+    assert postfix_list(p["relay_domains"]) == ["example.com", "alias.example", "backup.example"]
+    assert p["virtual_mailbox_domains"] == "" and p["virtual_alias_maps"] == ""
+    assert p["relay_recipient_maps"].endswith(f"/{edge.RECIPIENTS}")
+    assert postfix_list(p["transport_maps"])[0].endswith(f"/{edge.ROUTES}")
+    files = postfix.files(s)
+    known = {k for k, _ in parse_table(files[f"postfix/{edge.RECIPIENTS}"].content.decode())}
+    assert known == {
+        "alice@example.com",
+        "bob@example.com",
+        "postmaster@example.com",
+        "@alias.example",
+        "@backup.example",
+    }
+    routes = dict(parse_table(files[f"postfix/{edge.ROUTES}"].content.decode()))
+    assert routes == {
+        "example.com": "mailbox:[mailbox]:10025",
+        "alias.example": "mailbox:[mailbox]:10025",
+    }
+    assert f"postfix/{edge.RECIPIENTS}" in postfix.postmap_paths(s)
+    # mail to the mailbox node goes with TLS required
+    row = services(**EDGE)[("mailbox", "unix")]
+    assert row[0] == "smtp" and master_options(row)["smtp_tls_security_level"] == "encrypt"
+    assert master_options(row)["soft_bounce"] == "yes"  # its name unknown while it is down
+
+
+def test_an_edge_runs_no_mailboxes_logins_or_milters() -> None:
+    s = settings(**EDGE, fetchmail={"accounts": []})
+    assert [d.name for d in daemons(s)] == ["postgrey", "postfix"]
+    svc = services(**EDGE)
+    assert ("submission", "inet") not in svc and ("smtps", "inet") not in svc
+    p = params(postfix.main_cf(s))
+    assert p["smtpd_milters"] == "" and p["non_smtpd_milters"] == ""
+    assert opendkim.signed_domains(s) == []
+    aliases = {"fwd@example.com": "someone@elsewhere.example"}
+    assert not srs.active(settings(**{**EDGE, "aliases": aliases}))
+    assert srs.active(settings(aliases=aliases))  # the mailbox node forwards, with SRS
+
+
+def test_the_mailbox_node_opens_its_edge_port_for_the_edges_only() -> None:
+    s = settings(edges=["10.89.0.0/24"])
+    p = params(postfix.main_cf(s))
+    assert p[edge.CLIENT_CHECK] == "check_client_access cidr:${config_directory}/edges.cidr, reject"
+    opts = master_options(services(edges=["10.89.0.0/24"])[("10025", "inet")])
+    assert opts["smtpd_client_restrictions"] == f"${edge.CLIENT_CHECK}"
+    rcpt = opts["smtpd_recipient_restrictions"].split(",")
+    assert rcpt[0] == "reject_unauth_destination"  # only local recipients
+    assert "smtpd_relay_restrictions" not in opts  # the fixed relay guard stays
+    table = postfix.files(s)[f"postfix/{edge.CLIENTS}"].content.decode()
+    assert parse_table(table) == [("10.89.0.0/24", "OK")]
+    assert ("10025", "inet") not in services()
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"role": "edge"}, "edge.mailbox_host"),
+        ({"role": "edge", "edge": {"mailbox_host": "a b"}}, "edge.mailbox_host"),
+        ({"role": "relay"}, "role"),
+        ({"edges": ["0.0.0.0/0"]}, "edges.0"),
+        ({"edge": {"drain_timeout": -1}}, "edge.drain_timeout"),
+    ],
+)
+def test_bad_edge_settings_are_refused_naming_the_setting(
+    extra: dict[str, Any], named: str
+) -> None:
+    with pytest.raises((SettingsError, ValueError)) as exc:
+        settings(**extra)
+    assert named in str(exc.value)
