@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mailctl.apply import (
@@ -113,6 +114,9 @@ class Controller:
         # than 1.5 x message_size_limit; readiness says so, or a balancer keeps sending.
         self._queue_minfree = 0
         self._cyrus_disabled: str | None = None  # a service cyrmaster switched off
+        # The secret files the applied settings name, and their contents' digest then.
+        self._secret_files: list[Path] = []
+        self._secret_digest = ""
 
     # --- applying settings -----------------------------------------------------------
 
@@ -185,6 +189,8 @@ class Controller:
             )
         self.metrics.record_apply(True, self.status.seconds)
         self._applied_digest = digest
+        self._secret_files = secrets.files(gathered.settings)
+        self._secret_digest = secrets.files_digest(self._secret_files)
         self._record(digest, None)
         self._dialup = gathered.settings.smtp.dialup
         self._queue_minfree = gathered.settings.smtp.message_size_limit * 3 // 2
@@ -437,6 +443,13 @@ class Controller:
                 self.apply()
         elif self._retry_at is not None and now >= self._retry_at:
             self.apply()
+        elif (  # a refused change retries on its own schedule (above)
+            self._retry_at is None
+            and self._due("secrets", self.SECRETS_EVERY)
+            and self.secrets_changed()
+        ):
+            say("a secret file changed: applying it")
+            self.apply()
         if self.mailboxes_pending:
             self.sync_mailboxes()
         self.reenable_cyrus()
@@ -445,6 +458,15 @@ class Controller:
         if now - self._last_chroot >= 2.0:
             self._last_chroot = now
             self.sync_chroot()
+
+    # Secret files live outside the watched settings directory (/run/secrets, a Secret
+    # volume): they are read again this often, and a change is applied.
+    SECRETS_EVERY = 5.0
+
+    def secrets_changed(self) -> bool:
+        return bool(self._secret_files) and (
+            secrets.files_digest(self._secret_files) != self._secret_digest
+        )
 
     def run(self, debounce: float = 0.05, on_stop: Callable[[float], None] | None = None) -> None:
         """Until a stop is requested; then `on_stop` (a hard-exit timer, told how long a

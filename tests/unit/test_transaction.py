@@ -548,3 +548,37 @@ def test_a_drain_gives_up_at_its_deadline_and_leaves_the_mail_queued(
     # asked again every few seconds, not once
     assert len(runner.ran("postqueue")) > 3 and runner.calls.count(["postqueue", "-f"]) >= 3
     assert not [c for c in runner.calls if c[:2] == ["postsuper", "-d"]]  # nothing deleted
+
+
+# --- secret files outside the watched directory -------------------------------------
+
+
+def test_a_changed_secret_file_is_applied_within_seconds(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inputs, "facts", Facts)
+    sasldb_settings(layout, carol="first-pw-1")
+    clock, runner = FakeClock(), FakeRunner()
+    ctl = controller(layout, runner, clock)
+    assert ctl.apply(first=True)
+    applied: list[bool] = []
+    real = ctl.apply
+
+    def counted(first: bool = False) -> bool:
+        applied.append(real(first))
+        return applied[-1]
+
+    ctl.apply = counted  # type: ignore[method-assign]
+    for _ in range(3):  # nothing changed: nothing applied
+        clock.advance(6)
+        ctl.tick()
+    assert applied == []
+    (layout.root.parent / "carol.pw").write_text("second-pw-2\n")  # a rotated Secret
+    clock.advance(6)
+    ctl.tick()
+    assert applied == [True]
+    sasl = [c for c in runner.ran("saslpasswd2") if "carol" in c]
+    assert len(sasl) == 2  # set again, with the new password
+    clock.advance(6)
+    ctl.tick()
+    assert applied == [True]  # once

@@ -191,3 +191,27 @@ def resolve(
         ldap_bind_password=bind_pw,
         relay_passwords=relay_pw,
     )
+
+
+def files(settings: Settings) -> list[Path]:
+    """Every secret file the settings name: a change of one (a rotated Kubernetes
+    Secret, a new Docker secret) is a change of the inputs, as the settings file's is."""
+    paths = [u.password_file for u in settings.users]
+    paths += [a.password_file for a in settings.fetchmail.accounts]
+    paths += [settings.sasl.ldap.bind_password_file, settings.relay.password_file]
+    paths += [v.password_file for v in settings.relay.senders.values()]
+    paths += [settings.tls.cert_file, settings.tls.key_file]
+    return [p for p in dict.fromkeys(paths) if p is not None]
+
+
+def files_digest(paths: list[Path]) -> str:
+    """A digest of those files' contents (a file that cannot be read counts as such)."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(str(path).encode() + b"\0")
+        try:
+            h.update(path.read_bytes())
+        except OSError as exc:
+            h.update(f"-{exc.__class__.__name__}".encode())
+        h.update(b"\0")
+    return h.hexdigest()
