@@ -131,6 +131,35 @@ def test_unknown_top_level_env_var_is_refused(monkeypatch: pytest.MonkeyPatch) -
     assert "hostnam" in refused(base_data()).lower()
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MAIL_PORT",
+        "MAIL_SERVICE_HOST",
+        "MAIL_SERVICE_PORT",
+        "MAIL_SERVICE_PORT_SMTP",
+        "MAIL_PORT_25_TCP",
+        "MAIL_PORT_25_TCP_ADDR",
+        "MAIL_PORT_587_TCP_PROTO",
+        "MAIL_SMTP_SERVICE_HOST",  # a Service named mail-smtp
+        "MAIL_API_PORT_8080_TCP_PORT",
+    ],
+)
+def test_kubernetes_service_links_are_not_taken_for_settings(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "tcp://10.96.0.12:25")
+    assert build_settings(base_data()).hostname == "mail.example.com"
+
+
+@pytest.mark.parametrize("name", ["MAIL_PORTS", "MAIL_SMTP_PORT_X", "MAIL_HOSTNAME_PORT_25"])
+def test_names_only_like_service_links_are_still_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "x")
+    assert "is not a known setting" in refused(base_data())
+
+
 def test_env_value_that_is_not_json_is_refused_without_echo(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -7,6 +7,7 @@ names each bad setting and never repeats the value given (it may be a secret).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,22 @@ def load_settings(path: Path | None = None) -> Settings:
         ) from None
 
 
+# The variables Kubernetes puts into every pod for each Service of its namespace: one
+# named "mail" or "mail-..." gives MAIL_PORT, MAIL_SERVICE_HOST, MAIL_PORT_25_TCP_ADDR...
+# They are no settings, and must not stop the controller (enableServiceLinks is on by
+# default). No setting has such a name.
+_SERVICE_LINK = re.compile(
+    r"MAIL_(?:[A-Z0-9_]+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
+    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)?)"
+)
+
+
 def build_settings(data: Mapping[str, Any]) -> Settings:
     """Validate a settings mapping (plus the process's MAIL_* env vars)."""
     fields = set(Settings.model_fields)
     for name in sorted(os.environ):
+        if _SERVICE_LINK.fullmatch(name.upper()):
+            continue
         if name.upper().startswith("MAIL_"):
             top = name[5:].split("__", 1)[0].lower()
             if top not in fields:
