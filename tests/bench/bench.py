@@ -9,6 +9,8 @@ in the same run, and the ratio between them, beside the target it should beat.
 - delivered mail/s with metrics and JSON logs on vs both off (the log path's cost),
   and the controller's CPU seconds per 10,000 log lines
 - accepted and delivered mail/s with DKIM signing on vs off (issue 8: at most 10 % less)
+- delivered mail/s through one edge vs one appliance, and two edges vs one; the drain
+  time of an edge holding 1,000 messages (tests/bench/edge.py, issue 10)
 """
 
 from __future__ import annotations
@@ -293,6 +295,10 @@ def main() -> int:
     startup_and_memory(client)
     log_path_cost(client)
     signing_cost(client)
+    from tests.bench import edge  # it imports this module: not at the top
+
+    edge.edge_throughput(client)
+    edge.drain_time(client)
     return 0
 
 

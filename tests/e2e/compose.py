@@ -52,6 +52,7 @@ class Project:
         """compose_file: another compose file than the repository's, with `overrides`
         instead of the offline one; env: more variables for it."""
         self.name = f"mailtest{uuid.uuid4().hex[:8]}"
+        self.smtp2 = 0  # a second edge's SMTP port (tests.e2e.edge_nodes)
         self.files = FILES
         if compose_file is not None:
             extra = FILES[2:] if overrides is None else [f"-f{o}" for o in overrides]

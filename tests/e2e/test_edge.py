@@ -4,79 +4,33 @@ Mail through the edge reaches a mailbox; an unknown recipient is refused at the 
 with the mailbox node down the edge keeps the mail and loses none; a stopped edge
 has drained its queue first.
 
-The compose network is made here and named external in an override, so that a DNS
-peer can sit on it as the only upstream of Docker's resolver: lookups the daemons
-make (SPF, blocklists) get an answer from it and never leave this machine.
+The project runs with a DNS peer as the only resolver (tests.e2e.edge_nodes): nothing
+a daemon looks up leaves this machine.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
-import yaml
 
-from tests.e2e import peers
-from tests.e2e.appliance import Appliance
-from tests.e2e.compose import REPO, Project, free_port
-from tests.e2e.data import ALICE, BASE_FILES, SCREEN, base_settings
+from tests.e2e import edge_nodes
+from tests.e2e.data import ALICE, SCREEN, base_settings
+from tests.e2e.edge_nodes import Nodes
 from tests.e2e.util import wait_until
 
 STRANGER = "someone@sender.example"
 
 
-class Nodes:
-    def __init__(self, proj: Project, settings_dir: Path) -> None:
-        self.proj = proj
-        self.mailbox = proj.appliance("mailbox")
-        client = docker.from_env()
-        labels = [f"com.docker.compose.project={proj.name}", "com.docker.compose.service=edge"]
-        container = client.containers.list(filters={"label": labels})[0]
-        ports = {25: proj.ports[25], 8080: int(proj.env["EDGE_API_PORT"])}
-        self.edge = Appliance(container, settings_dir, ports)
-        self.edge.wait_ready()
-
-    def queued_at_edge(self) -> int:
-        code, out = self.edge.exec("postqueue", "-j")
-        assert code == 0, out
-        return sum(1 for line in out.splitlines() if line.startswith("{"))
-
-
 @pytest.fixture(scope="module")
 def nodes(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
-    tmp = tmp_path_factory.mktemp("edge")
     settings = base_settings()
     settings["greylisting"]["enabled"] = False
     settings["postscreen"] = dict(SCREEN)
-    (tmp / "settings.yaml").write_text(yaml.safe_dump(settings))
-    for name, content in BASE_FILES.items():
-        (tmp / name).write_text(content)
-    with peers.network(client) as net:
-        net.reload()
-        subnet = net.attrs["IPAM"]["Config"][0]["Subnet"]
-        with peers.running(
-            client, peers.Dns, net, records=["A mx.sender.example 100.64.0.9"]
-        ) as dns:
-            override = {
-                "services": {s: {"dns": [dns.ip]} for s in ("mailbox", "edge", "edge2")},
-                "networks": {"mail": {"external": True, "name": net.name}},
-            }
-            (tmp / "override.yaml").write_text(yaml.safe_dump(override))
-            env = {
-                "EDGE_SUBNET": subnet,
-                "EDGE_API_PORT": str(free_port()),
-                "EDGE2_API_PORT": str(free_port()),
-                "SMTP2_PORT": f"127.0.0.1:{free_port()}",
-            }
-            proj = Project(tmp, REPO / "compose.edge.yaml", (tmp / "override.yaml",), env)
-            try:
-                proj.compose("up", "-d", "--no-build")
-                yield Nodes(proj, tmp)
-            finally:
-                proj.down()
+    with edge_nodes.running(client, settings, tmp_path_factory.mktemp("edge")) as nodes:
+        yield nodes
 
 
 def test_mail_through_the_edge_reaches_the_mailbox(nodes: Nodes) -> None:

@@ -73,7 +73,9 @@ PS = (
 # What each name means in the container's process table (argv joined by spaces).
 ROLES: dict[str, Callable[[str], bool]] = {
     "postfix-master": lambda c: c.startswith("/usr/lib/postfix/sbin/master"),
-    "smtpd": lambda c: c.startswith("smtpd -n smtp "),
+    # port 25's smtpd: behind postscreen (the "smtpd" pass service) or on its own
+    "smtpd": lambda c: c.startswith(("smtpd -t pass ", "smtpd -n smtp ")),
+    "postscreen": lambda c: c.startswith("postscreen "),
     "qmgr": lambda c: c.startswith("qmgr "),
     "cleanup": lambda c: c.startswith("cleanup "),
     "cyrmaster": lambda c: c.startswith("/usr/sbin/cyrmaster"),

@@ -38,6 +38,8 @@ class Victim:
 VICTIMS = {
     "postfix-master": Victim("postfix-master", "postfix"),
     "smtpd": Victim("smtpd", None),
+    # port 25's front door: master starts a new one for the next client
+    "postscreen": Victim("postscreen", None),
     "qmgr": Victim("qmgr", None),
     "cyrmaster": Victim("cyrmaster", "cyrus"),
     "lmtpd": Victim("lmtpd", None),
