@@ -36,8 +36,15 @@ import yaml
 from tests.e2e.appliance import HELO, IMAGE, PORTS, Appliance, crypt, message
 from tests.e2e.util import LABEL, RUN_ID, wait_until
 from tests.unit.test_kubernetes import (
+    EDGE,
+    EDGE_PORT,
+    EDGE_ROLE,
     SINGLE_NODE,
+    edge_container,
+    mailbox_address,
     mailbox_container,
+    pod_env,
+    pod_names,
     pod_spec,
     probe_paths,
     render_overlay,
@@ -390,12 +397,12 @@ def test_each_manifest_capability_is_needed(
     assert found, f"the appliance works without {missing}: drop it from the manifest"
 
 
-def test_service_link_variables_would_stop_the_controller(
+def test_service_link_variables_do_not_stop_the_controller(
     client: docker.DockerClient, tmp_path: Path
 ) -> None:
-    """Why the pod has enableServiceLinks: false. A Service named `mail` in the namespace
-    would give every pod MAIL_SERVICE_HOST, MAIL_PORT, ...: the controller reads MAIL_*
-    as settings and refuses to start on an unknown one."""
+    """A Service named `mail` in the namespace gives every pod MAIL_SERVICE_HOST,
+    MAIL_PORT, ... (unless enableServiceLinks is false, as in our manifests): the
+    controller takes them for what they are, not for misspelt settings, and starts."""
     assert pod_spec(OBJECTS)["enableServiceLinks"] is False
     (tmp_path / "settings.yaml").write_text(yaml.safe_dump(pod_settings()))
     (tmp_path / "alice").write_text(ALICE[1])
@@ -409,12 +416,97 @@ def test_service_link_variables_would_stop_the_controller(
             str(tmp_path): {"bind": CONFIG_DIR, "mode": "ro"},
             str(tmp_path / "alice"): {"bind": f"{SECRET_DIR}/alice", "mode": "ro"},
         },
-        environment={"MAIL_SERVICE_HOST": "10.96.0.25", "MAIL_PORT": "tcp://10.96.0.25:25"},
+        environment={
+            "MAIL_SERVICE_HOST": "10.96.0.25",
+            "MAIL_PORT": "tcp://10.96.0.25:25",
+            "MAIL_PORT_25_TCP_ADDR": "10.96.0.25",
+        },
     )
     try:
-        assert container.wait(timeout=60)["StatusCode"] != 0
-        logs = container.logs().decode("utf-8", "replace")
-        assert "MAIL_PORT" in logs and "not a known setting" in logs, logs[-2000:]
+        wait_until(
+            lambda: "controller running" in container.logs().decode("utf-8", "replace"),
+            60,
+            lambda: container.logs().decode("utf-8", "replace")[-2000:],
+        )
+        container.reload()
+        assert container.status == "running"
     finally:
         with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True, v=True)
+
+
+# --- (e) the edge overlay's pod -------------------------------------------------------
+
+
+def test_edge_pod_of_the_edge_overlay_gets_ready(
+    client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """An edge of the edge overlay as the kubelet would run it: the StatefulSet's env
+    for its second pod (MAIL_ROLE=edge, MAIL_HOSTNAME and MAIL_EDGE__MAILBOX_HOST
+    expanded from the downward API's pod name and namespace, MAIL_EDGES=[]), the shared
+    ConfigMap (which names `edges` for the mailbox node), the Secret, the container's
+    capabilities and empty claims. It gets ready without a mailbox node, greets with its
+    own name, routes to the mailbox pod's name, opens neither submission nor an edge
+    port of its own, and stops within its grace period."""
+    objects = render_overlay(EDGE)
+    container = edge_container(objects)
+    pod = pod_names(objects, EDGE_ROLE)[1]
+    env = pod_env(container, pod)
+    config = KubeletVolume(tmp_path / "configmap", 0o644)
+    config.publish({"settings.yaml": settings_text(objects, EDGE_ROLE)})
+    (secret_dir,) = secret_mounts(objects, EDGE_ROLE)
+    secret = KubeletVolume(
+        tmp_path / "secret", secret_mounts(objects, EDGE_ROLE)[secret_dir]["defaultMode"]
+    )
+    secret.publish({"api-token": secrets.token_urlsafe(32) + "\n"})
+    mounts = {
+        str(config.root): {"bind": CONFIG_DIR, "mode": "ro"},
+        str(secret.root): {"bind": secret_dir, "mode": "ro"},
+    }
+    paths = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    for claim in statefulset(objects, EDGE_ROLE)["spec"]["volumeClaimTemplates"]:
+        empty = tmp_path / "pv" / claim["metadata"]["name"]
+        empty.mkdir(parents=True)
+        mounts[str(empty)] = {"bind": paths[claim["metadata"]["name"]], "mode": "rw"}
+    context = container["securityContext"]
+    grace = int(pod_spec(objects, EDGE_ROLE)["terminationGracePeriodSeconds"])
+    run = client.containers.run(
+        IMAGE,
+        name=f"k8s-edge-{RUN_ID}-{uuid.uuid4().hex[:6]}",
+        detach=True,
+        labels={LABEL: RUN_ID},
+        hostname=pod,
+        dns=["127.0.0.1"],  # nothing leaves this machine (the mailbox name never resolves)
+        environment=env,
+        volumes=mounts,
+        ports={f"{p}/tcp": ("127.0.0.1", None) for p in PORTS},
+        cap_drop=context["capabilities"]["drop"],
+        cap_add=context["capabilities"]["add"],
+        security_opt=["no-new-privileges:true"],
+        sysctls={"net.ipv4.ip_unprivileged_port_start": "1024"},
+    )
+    try:
+        app = Appliance(run, config.root)
+        app.wait_ports()
+        app.wait_ready(timeout=120)
+        code, out = app.exec("postconf", "-h", "myhostname", "config_directory")
+        assert code == 0, out
+        hostname, config_directory = out.split()
+        assert hostname == env["MAIL_HOSTNAME"] == f"{pod}.mx.example.com"
+        assert hostname != yaml.safe_load(settings_text(objects))["hostname"]
+        code, out = app.exec("cat", f"{config_directory}/edge_transport")
+        assert code == 0 and f"[{mailbox_address(objects)}]:{EDGE_PORT}" in out, out
+        code, out = app.exec("postconf", "-M")
+        assert code == 0, out
+        services = {line.split()[0] for line in out.splitlines() if line.strip()}
+        assert not services & {"submission", "smtps", "587", "465", str(EDGE_PORT)}, services
+        t0 = time.monotonic()
+        run.stop(timeout=grace)
+        took = time.monotonic() - t0
+        logs = app.logs()
+        assert run.wait(timeout=10)["StatusCode"] == 0, logs[-3000:]
+        assert "Traceback" not in logs, logs[-3000:]
+        assert took < grace / 2, took
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            run.remove(force=True, v=True)

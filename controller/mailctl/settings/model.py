@@ -474,7 +474,8 @@ class Edge(Group):
         Field(
             default=None,
             description="The mailbox node, for role: edge: a name its resolver knows (a compose "
-            "service, a Kubernetes Service) or an IPv4 address.",
+            "service; on Kubernetes the full name, e.g. mailserver-0.mailserver-pods.mail.svc."
+            "cluster.local: Postfix does not use the resolver's search list) or an IPv4 address.",
         )
     )
     mailbox_port: int = Field(
