@@ -9,6 +9,8 @@ in the same run, and the ratio between them, beside the target it should beat.
 - delivered mail/s with metrics and JSON logs on vs both off (the log path's cost),
   and the controller's CPU seconds per 10,000 log lines
 - accepted and delivered mail/s with DKIM signing on vs off (issue 8: at most 10 % less)
+- accepted and delivered mail/s vs a hand-configured baseline container of the same
+  Debian packages (tests/bench/baseline.py, issue 10: delivered >= 2 x)
 - delivered mail/s through one edge vs one appliance, and two edges vs one; the drain
   time of an edge holding 1,000 messages (tests/bench/edge.py, issue 10)
 """
@@ -185,6 +187,32 @@ def cpu_seconds(container: docker.models.containers.Container, pattern: str) -> 
     return max(ticks) / 100 if ticks else 0.0  # CLK_TCK is 100 on Linux
 
 
+def smtp_source(c: docker.models.containers.Container, messages: int, sessions: int) -> None:
+    """smtp-source in container `c` over loopback: 2 KB messages to alice@example.com."""
+    code, out = c.exec_run(
+        ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "2048",
+         "-f", "bench@example.com", "-t", "alice@example.com", "127.0.0.1:25"]
+    )  # fmt: skip
+    if code != 0:
+        raise RuntimeError(f"smtp-source: {out.decode(errors='replace')}")
+
+
+def queue_empty(c: docker.models.containers.Container) -> bool:
+    _, q = c.exec_run(["postqueue", "-j"])
+    return not q.strip()
+
+
+def load(
+    c: docker.models.containers.Container, messages: int, sessions: int
+) -> tuple[float, float]:
+    """Seconds until smtp-source has sent (accepted) and the queue is empty (delivered)."""
+    t0 = time.monotonic()
+    smtp_source(c, messages, sessions)
+    accepted = time.monotonic() - t0
+    wait_until(lambda: queue_empty(c), 600, "the queue never drained", interval=0.2)
+    return accepted, time.monotonic() - t0
+
+
 def delivery_run(
     client: docker.DockerClient,
     mode: str,
@@ -208,21 +236,7 @@ def delivery_run(
                 activate_dkim_key(app)
             cpu0 = cpu_seconds(c, CONTROLLER)
             lines0 = len(c.logs().splitlines())
-            t0 = time.monotonic()
-            code, out = c.exec_run(
-                ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "2048",
-                 "-f", "bench@example.com", "-t", "alice@example.com", "127.0.0.1:25"]
-            )  # fmt: skip
-            accepted = time.monotonic() - t0
-            if code != 0:
-                raise RuntimeError(f"smtp-source: {out.decode(errors='replace')}")
-
-            def drained() -> bool:
-                _, q = c.exec_run(["postqueue", "-j"])
-                return not q.strip()
-
-            wait_until(drained, 600, "the queue never drained", interval=0.2)
-            delivered = time.monotonic() - t0
+            accepted, delivered = load(c, messages, sessions)
             cpu = cpu_seconds(c, CONTROLLER) - cpu0
             signed = c.logs().decode(errors="replace").count("DKIM-Signature field added")
             if signing and signed < messages:
@@ -295,8 +309,10 @@ def main() -> int:
     startup_and_memory(client)
     log_path_cost(client)
     signing_cost(client)
-    from tests.bench import edge  # it imports this module: not at the top
+    from tests.bench import baseline, edge  # they import this module: not at the top
 
+    baseline.build_baseline(client)
+    baseline.side_by_side(client)
     edge.edge_throughput(client)
     edge.drain_time(client)
     return 0

@@ -19,7 +19,7 @@ from typing import Any
 
 import docker
 
-from tests.bench.bench import bench_settings, delivery_run, row
+from tests.bench.bench import bench_settings, delivery_run, row, smtp_source
 from tests.e2e import edge_nodes
 from tests.e2e.appliance import Appliance
 from tests.e2e.edge_nodes import Nodes
@@ -35,12 +35,7 @@ def settings(drain: int = 20) -> dict[str, Any]:
 
 
 def source(app: Appliance, messages: int, sessions: int = 10) -> None:
-    code, out = app.container.exec_run(
-        ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "2048",
-         "-f", "bench@example.com", "-t", "alice@example.com", "127.0.0.1:25"]
-    )  # fmt: skip
-    if code != 0:
-        raise RuntimeError(f"smtp-source: {out.decode(errors='replace')}")
+    smtp_source(app.container, messages, sessions)
 
 
 def through_edges(nodes: Nodes, messages: int = 2000) -> tuple[float, float]:
