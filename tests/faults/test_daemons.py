@@ -9,6 +9,8 @@ tini: its death ends the container, which Docker's restart policy brings back.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -158,3 +160,30 @@ def test_kill9_controller(make_appliance: MakeAppliance) -> None:
     run.check_recovered()
     run.check_readiness()
     run.check_delivery()
+
+
+def test_a_frozen_controller_holds_up_no_mail(make_appliance: MakeAppliance) -> None:
+    """The log path never backs up into the daemons: with the controller (PID 1, the
+    reader of /dev/log and of Postfix's log pipe) frozen for 10 s, Cyrus and Postfix go
+    on delivering, and afterwards every delivery's log line is there."""
+    app = make_appliance(fault_settings(), extra_files=BASE_FILES)
+    run = FaultRun(app, "controller-frozen-10s")
+    run.start()
+    app.container.reload()
+    host_pid = int(app.container.attrs["State"]["Pid"])  # SIGSTOP from inside: PID 1 ignores it
+    run.inject(lambda: os.kill(host_pid, signal.SIGSTOP))
+    try:
+        time.sleep(10)
+    finally:
+        os.kill(host_pid, signal.SIGCONT)
+    t_cont = time.monotonic()
+    during = [m for m, t in dict(run.mailbox.first_seen).items() if run.t_fault + 1 < t < t_cont]
+    run.recovered(expect_unready=False)
+    run.finish()
+    run.check_recovered()
+    run.check_delivery()
+    assert len(during) >= 10, f"only {len(during)} messages delivered while it was frozen"
+    logs = app.logs()
+    sent = logs.count("status=sent")  # Postfix's, through postlogd and its pipe
+    delivered = logs.count("Delivered:")  # Cyrus lmtpd's, through /dev/log
+    assert min(sent, delivered) >= run.figures.delivered, (sent, delivered, run.figures)
