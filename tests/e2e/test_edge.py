@@ -44,10 +44,21 @@ def test_mail_through_the_edge_reaches_the_mailbox(nodes: Nodes) -> None:
 
 
 def test_an_unknown_recipient_is_refused_at_the_edge(nodes: Nodes) -> None:
+    # the edge asked the mailbox node (address verification), which does not know it
     code, reply = nodes.edge.rcpt(STRANGER, "nobody@example.com")
-    assert code == 550 and "relay recipient table" in reply, reply
+    assert code == 550 and "Recipient address rejected" in reply, reply
     code, reply = nodes.edge.rcpt(STRANGER, "victim@elsewhere.example")
     assert code == 554 and "Relay access denied" in reply, reply  # never a relay
+
+
+def test_a_user_added_on_the_mailbox_node_is_known_at_the_edge(nodes: Nodes) -> None:
+    code, out = nodes.mailbox.cli("user", "add", "erin@example.com", stdin="erin-pw-1\n")
+    assert code == 0, out
+    wait_until(
+        lambda: nodes.edge.rcpt(STRANGER, "erin@example.com")[0] == 250,
+        30,
+        lambda: f"erin accepted at the edge: {nodes.edge.rcpt(STRANGER, 'erin@example.com')}",
+    )
 
 
 def test_the_edge_keeps_mail_while_the_mailbox_node_is_down(nodes: Nodes) -> None:
@@ -57,6 +68,9 @@ def test_the_edge_keeps_mail_while_the_mailbox_node_is_down(nodes: Nodes) -> Non
         mid, code, reply = nodes.edge.send(STRANGER, ALICE[0], subject=f"while down {i}")
         assert code == 250, reply
         mids.append(mid)
+    # a recipient the edge never asked about: "try later", never a final 550
+    code, reply = nodes.edge.rcpt(STRANGER, "newcomer@example.com")
+    assert code == 450, reply
     wait_until(
         lambda: nodes.queued_at_edge() == 5,
         30,

@@ -102,6 +102,7 @@ def full_data() -> dict[str, Any]:
             "mailbox_host": "mailbox.internal",
             "mailbox_port": 10026,
             "tls": "may",
+            "recipients": "settings",
             "drain_timeout": 15,
         },
         edges=["198.51.100.0/28"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -34,9 +35,39 @@ def services(**extra: Any) -> dict[tuple[str, str], list[str]]:
     return out
 
 
-def test_an_edge_relays_every_domain_to_the_mailbox_node_for_known_recipients() -> None:
+def test_an_edge_asks_the_mailbox_node_about_recipients_by_default() -> None:
     s = settings(**EDGE)
     p = params(postfix.main_cf(s))
+    assert p["relay_recipient_maps"] == ""
+    rcpt = postfix_list(p["smtpd_recipient_restrictions"])
+    i = rcpt.index("reject_unauth_destination")
+    assert rcpt[i + 1] == "reject_unverified_recipient"  # before greylisting and SPF
+    assert p["address_verify_transport_maps"].endswith(f"/{edge.VERIFY_ROUTES}")
+    routes = dict(parse_table(postfix.files(s)[f"postfix/{edge.VERIFY_ROUTES}"].content.decode()))
+    assert routes["example.com"] == "mailbox-verify:[mailbox]:10025"
+    # probes must see a 5xx as final: their transport has no soft_bounce
+    probe = master_options(services(**EDGE)[(edge.VERIFY, "unix")])
+    assert "soft_bounce" not in probe and probe["smtp_tls_security_level"] == "encrypt"
+    assert p["unverified_recipient_reject_code"] == "550"  # the node's 550 is final...
+    assert probe["smtp_delivery_status_filter"].endswith(f"/{edge.STATUS_FILTER}")
+    [(pattern, result)] = parse_table(
+        postfix.files(s)[f"postfix/{edge.STATUS_FILTER}"].content.decode()
+    )
+    # ...but its name not found (it is down) is not an answer about the recipient
+    assert re.sub(pattern.strip("/").replace("$1", ""), result.replace("$", "\\"), "5.4.4 x") == (
+        "4.4.4 x"
+    )
+    # the mailbox node itself never verifies
+    assert (
+        "reject_unverified_recipient"
+        not in params(postfix.main_cf(settings()))["smtpd_recipient_restrictions"]
+    )
+
+
+def test_an_edge_relays_every_domain_to_the_mailbox_node_for_known_recipients() -> None:
+    s = settings(**{**EDGE, "edge": {"mailbox_host": "mailbox", "recipients": "settings"}})
+    p = params(postfix.main_cf(s))
+    assert "reject_unverified_recipient" not in p["smtpd_recipient_restrictions"]
     assert postfix_list(p["relay_domains"]) == ["example.com", "alias.example", "backup.example"]
     assert p["virtual_mailbox_domains"] == "" and p["virtual_alias_maps"] == ""
     assert p["relay_recipient_maps"].endswith(f"/{edge.RECIPIENTS}")

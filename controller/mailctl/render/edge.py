@@ -15,6 +15,9 @@ from mailctl.render.bundle import HEADER
 from mailctl.settings import Settings
 
 TRANSPORT = "mailbox"  # the edge's master.cf service towards the mailbox node
+VERIFY = "mailbox-verify"  # the same without soft_bounce: for address verification probes
+VERIFY_ROUTES = "edge_verify_transport"  # edge: address_verify_transport_maps
+STATUS_FILTER = "edge_status_filter.pcre"  # the verify transport's smtp_delivery_status_filter
 RECIPIENTS = "edge_recipients"  # edge: relay_recipient_maps
 ROUTES = "edge_transport"  # edge: transport_maps, before the user's own
 CLIENTS = "edges.cidr"  # mailbox node: who may use the edge port
@@ -44,11 +47,37 @@ def nexthop(settings: Settings) -> str:
     return f"{TRANSPORT}:[{host}]:{settings.edge.mailbox_port}"
 
 
-def routes(settings: Settings) -> str:
-    hop = nexthop(settings)
+def routes(settings: Settings, transport: str = TRANSPORT) -> str:
+    hop = nexthop(settings).replace(f"{TRANSPORT}:", f"{transport}:", 1)
     domains = [*settings.domains, *settings.alias_domains]
     lines = [q.map_line(d, hop, "domains") + "\n" for d in dict.fromkeys(domains)]
     return HEADER + "".join(lines)
+
+
+def verifies(settings: Settings) -> bool:
+    return settings.is_edge and settings.edge.recipients == "verify"
+
+
+def main_cf(settings: Settings) -> list[tuple[str, str]]:
+    """Address verification against the mailbox node (edge.recipients: verify). Its
+    probes go by a transport without soft_bounce, or an unknown user would be 'try
+    later' for ever; a negative answer is asked again after 10 minutes, so a user
+    added on the mailbox node is soon known."""
+    if not verifies(settings):
+        return []
+    db = settings.maps.table_type
+    return [
+        ("address_verify_transport_maps", f"{db}:${{config_directory}}/{VERIFY_ROUTES}"),
+        ("address_verify_negative_refresh_time", "10m"),
+        # The mailbox node's 550 is final; Postfix's default answer to it is 450.
+        ("unverified_recipient_reject_code", "550"),
+    ]
+
+
+def status_filter() -> str:
+    """5.4.x (routing: the node's name not found while it is down, a loop) is not the
+    node's answer about a recipient: try again later, never 'undeliverable'."""
+    return HEADER + "/^5\\.4\\.([0-9]+)(.*)$/\t4.4.$1$2\n"
 
 
 def transport_row(settings: Settings) -> tuple[str, ...]:
@@ -61,6 +90,14 @@ def transport_row(settings: Settings) -> tuple[str, ...]:
         "-o syslog_name=postfix/mailbox"
     )
     return (TRANSPORT, "unix", "-", "-", "y", "-", "-", f"smtp {options}")
+
+
+def verify_row(settings: Settings) -> tuple[str, ...]:
+    options = (
+        f"-o smtp_tls_security_level={settings.edge.tls} -o syslog_name=postfix/verify "
+        f"-o smtp_delivery_status_filter=pcre:${{config_directory}}/{STATUS_FILTER}"
+    )
+    return (VERIFY, "unix", "-", "-", "y", "-", "-", f"smtp {options}")
 
 
 def clients(settings: Settings) -> str:

@@ -120,7 +120,9 @@ def main_cf(settings: Settings) -> str:
         ("virtual_alias_maps", "" if is_edge else f"{db}:${{config_directory}}/virtual"),
         (
             "relay_recipient_maps",
-            f"{db}:${{config_directory}}/{edge.RECIPIENTS}" if is_edge else "",
+            f"{db}:${{config_directory}}/{edge.RECIPIENTS}"
+            if is_edge and not edge.verifies(settings)
+            else "",
         ),
         ("virtual_transport", LMTP),
         # DKIM (opendkim): signs submission and trusted networks, verifies the rest.
@@ -204,6 +206,7 @@ def main_cf(settings: Settings) -> str:
         ("smtpd_restriction_classes", ", ".join(lists["classes"])),
         *[(name, ", ".join(lists[f"class:{name}"])) for name in lists["classes"]],
         *postscreen.main_cf(settings),
+        *edge.main_cf(settings),
         *(
             [
                 (
@@ -303,6 +306,7 @@ def master_cf(settings: Settings) -> str:
         lines += [f"  -o {key}={value}\n" for key, value in edge.port_options()]
     if settings.is_edge:
         lines.append(_row(edge.transport_row(settings)))
+        lines.append(_row(edge.verify_row(settings)))
     by_service = {"smtp": "smtp-out", "lmtp": "lmtp", "cleanup": "cleanup"}
     for row in _SERVICES:
         if row[0] in by_service:
@@ -390,6 +394,8 @@ def files(settings: Settings, facts: Facts | None = None) -> dict[str, File]:
     if settings.is_edge:
         out[f"postfix/{edge.RECIPIENTS}"] = text(edge.recipients(settings))
         out[f"postfix/{edge.ROUTES}"] = text(edge.routes(settings))
+        out[f"postfix/{edge.VERIFY_ROUTES}"] = text(edge.routes(settings, edge.VERIFY))
+        out[f"postfix/{edge.STATUS_FILTER}"] = text(edge.status_filter())
     if settings.edges:
         out[f"postfix/{edge.CLIENTS}"] = text(edge.clients(settings))
     return out
@@ -402,7 +408,11 @@ def postmap_paths(settings: Settings) -> tuple[str, ...]:
         for t in pm.tables(settings).values()
         if t.kind == settings.maps.table_type and t.name != "aliases"
     ]
-    edge_maps = [f"postfix/{edge.RECIPIENTS}", f"postfix/{edge.ROUTES}"] if settings.is_edge else []
+    edge_maps = (
+        [f"postfix/{n}" for n in (edge.RECIPIENTS, edge.ROUTES, edge.VERIFY_ROUTES)]
+        if settings.is_edge
+        else []
+    )
     return (
         "postfix/virtual",
         "postfix/vmailbox",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from mailctl.render import postscreen, spf
+from mailctl.render import edge, postscreen, spf
 from mailctl.render import quoting as q
 from mailctl.render.bundle import HEADER
 from mailctl.render.facts import Facts, own_helo
@@ -324,6 +324,15 @@ def restriction_lists(settings: Settings) -> dict[str, list[str]]:
         chosen = getattr(r, stage)
         tokens = default if chosen is None else chosen
         out[stage] = [x for tok in tokens for x in expand(settings, t, tok)]
+    rcpt = out["recipient"]
+    if edge.verifies(settings) and "reject_unverified_recipient" not in rcpt:
+        # an edge asks the mailbox node about each recipient
+        at = (
+            rcpt.index("reject_unauth_destination") + 1
+            if "reject_unauth_destination" in rcpt
+            else len(rcpt)
+        )
+        rcpt.insert(at, "reject_unverified_recipient")
     # Smuggling/pipelining guard first, whatever the data list says (SECURITY.md).
     out["data"] = [
         "reject_unauth_pipelining",

@@ -463,8 +463,8 @@ class ProxyProtocol(Group):
 
 class Edge(Group):
     """`role: edge`: this container is an inbound MX in front of the mailbox node. It
-    accepts mail for `domains` and `alias_domains` (recipients checked against `users`
-    and `aliases`, the same settings as the mailbox node's), screens, greylists and
+    accepts mail for `domains` and `alias_domains` (recipients asked of the mailbox node,
+    or checked against the settings' users and aliases: `recipients`), screens, greylists and
     checks SPF, queues on its own volume and passes the mail on to the mailbox node's
     edge port over SMTP with TLS. It has no mailboxes, no IMAP and no submission; DKIM,
     DMARC, aliases and SRS happen on the mailbox node. On stop it drains: it takes no
@@ -484,6 +484,14 @@ class Edge(Group):
     tls: Literal["encrypt", "may"] = Field(
         default="encrypt",
         description="TLS to the mailbox node: required (encrypt) or when offered (may).",
+    )
+    recipients: Literal["verify", "settings"] = Field(
+        default="verify",
+        description="How an edge knows a recipient. verify: it asks the mailbox node "
+        "(address verification, remembered on the postfix-data volume), so users and "
+        "aliases added there with the CLI or the API are known too; while the node is "
+        "down a recipient not asked about before gets 450 (try later), never 550. "
+        "settings: only the users and aliases of the settings file.",
     )
     drain_timeout: int = Field(
         default=20,
