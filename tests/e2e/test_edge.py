@@ -10,6 +10,7 @@ a daemon looks up leaves this machine.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ import docker
 import pytest
 
 from tests.e2e import edge_nodes
-from tests.e2e.data import ALICE, SCREEN, base_settings
+from tests.e2e.data import ALICE, BOB, SCREEN, base_settings
 from tests.e2e.edge_nodes import Nodes
 from tests.e2e.util import wait_until
 
@@ -104,3 +105,26 @@ def test_a_stopped_edge_has_drained_its_queue(nodes: Nodes) -> None:
     for mid in mids:
         nodes.mailbox.wait_delivered(*ALICE, mid)
     print(f"edge drain of 3 messages and stop: {took:.1f}s")
+
+
+@pytest.fixture(scope="module")
+def login_nodes(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Nodes]:
+    """Edge and mailbox node where the edge logs in (as bob) at the edge port."""
+    settings = base_settings()
+    settings["greylisting"]["enabled"] = False
+    settings["postscreen"] = dict(SCREEN)
+    settings["edge"] = {"username": BOB[0], "password_file": "/config/bob.pw"}
+    with edge_nodes.running(client, settings, tmp_path_factory.mktemp("edge-login")) as nodes:
+        yield nodes
+
+
+def test_an_edge_with_a_login_uses_it_at_the_mailbox_node(login_nodes: Nodes) -> None:
+    mid, code, reply = login_nodes.edge.send(STRANGER, ALICE[0], subject="logged in")
+    assert code == 250, reply
+    login_nodes.mailbox.wait_delivered(*ALICE, mid)
+    logs = login_nodes.mailbox.logs()
+    assert re.search(r"postfix/edge/smtpd\[\d+\]: \S+: client=\S+, sasl_method=\w+, "
+                     rf"sasl_username={re.escape(BOB[0])}", logs), logs[-3000:]  # fmt: skip
+    assert BOB[1] not in logs and BOB[1] not in login_nodes.edge.logs()

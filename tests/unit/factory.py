@@ -101,7 +101,9 @@ def full_data() -> dict[str, Any]:
         edge={
             "mailbox_host": "mailbox.internal",
             "mailbox_port": 10026,
-            "tls": "may",
+            "tls": "encrypt",
+            "username": "edge@example.com",
+            "password_file": "/run/secrets/edge",
             "recipients": "settings",
             "drain_timeout": 15,
         },

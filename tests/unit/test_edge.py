@@ -15,6 +15,7 @@ from tests.unit.factory import (
     parse_table,
     postfix_list,
     postfix_logical_lines,
+    secrets_for,
     settings,
 )
 
@@ -135,4 +136,47 @@ def test_bad_edge_settings_are_refused_naming_the_setting(
 ) -> None:
     with pytest.raises((SettingsError, ValueError)) as exc:
         settings(**extra)
+    assert named in str(exc.value)
+
+
+LOGIN = {"username": "edge@example.com", "password_file": "/run/secrets/edge"}
+
+
+def test_an_edge_logs_in_at_the_mailbox_node_when_a_login_is_set() -> None:
+    s = settings(**{**EDGE, "edge": {"mailbox_host": "mailbox", **LOGIN}})
+    p = params(postfix.main_cf(s))
+    assert p["smtp_sasl_auth_enable"] == "yes"
+    files = postfix.relay_passwords(s, secrets_for(s))
+    entry = files[f"postfix/{postfix.RELAY_PASSWORDS}"]
+    assert entry.mode == 0o600
+    assert parse_table(entry.content.decode()) == [
+        ("[mailbox]:10025", "edge@example.com:relay-secret")
+    ]
+    # without a login it does not
+    assert params(postfix.main_cf(settings(**EDGE)))["smtp_sasl_auth_enable"] == "no"
+
+
+def test_the_mailbox_node_then_takes_the_edges_mail_only_with_the_login() -> None:
+    s = settings(edges=["10.89.0.0/24"], edge=LOGIN)
+    table = postfix.files(s)[f"postfix/{edge.CLIENTS}"].content.decode()
+    assert parse_table(table) == [("10.89.0.0/24", "permit_sasl_authenticated")]
+    opts = master_options(services(edges=["10.89.0.0/24"], edge=LOGIN)[("10025", "inet")])
+    assert opts["smtpd_sasl_auth_enable"] == "yes"
+    plain = master_options(services(edges=["10.89.0.0/24"])[("10025", "inet")])
+    assert plain["smtpd_sasl_auth_enable"] == "no"
+
+
+@pytest.mark.parametrize(
+    ("edge_settings", "named"),
+    [
+        ({"username": "edge@example.com"}, "edge.username"),
+        ({**LOGIN, "tls": "may"}, "edge.tls"),
+        ({**LOGIN, "username": "a:b"}, "edge.username"),
+    ],
+)
+def test_a_bad_edge_login_is_refused_naming_the_setting(
+    edge_settings: dict[str, Any], named: str
+) -> None:
+    with pytest.raises((SettingsError, ValueError)) as exc:
+        settings(edge=edge_settings)
     assert named in str(exc.value)

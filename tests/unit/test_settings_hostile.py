@@ -273,6 +273,7 @@ def test_every_path_setting_is_swept() -> None:
         "fetchmail.accounts.password_file",
         "tls.cert_file",
         "tls.key_file",
+        "edge.password_file",
     }
 
 

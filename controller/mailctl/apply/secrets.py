@@ -24,6 +24,7 @@ from mailctl.apply import proc
 from mailctl.apply.files import atomic_write
 from mailctl.errors import CommandError, SettingsError
 from mailctl.layout import Layout
+from mailctl.render import edge
 from mailctl.render.secrets import Secrets
 from mailctl.settings import Settings
 from mailctl.settings.mechanisms import mechanism
@@ -178,6 +179,9 @@ def resolve(
     logins += [
         (k, v.password_file, f"relay.senders.{k}.password_file") for k, v in relay.senders.items()
     ]
+    if settings.is_edge and settings.edge.password_file:
+        hop = edge.login_key(settings)
+        logins.append((hop, settings.edge.password_file, "edge.password_file"))
     relay_pw = {key: read_secret(path, setting) for key, path, setting in logins if path}
     cert, key = tls_material(settings, layout, runner)
     if save:
@@ -200,7 +204,7 @@ def files(settings: Settings) -> list[Path]:
     paths += [a.password_file for a in settings.fetchmail.accounts]
     paths += [settings.sasl.ldap.bind_password_file, settings.relay.password_file]
     paths += [v.password_file for v in settings.relay.senders.values()]
-    paths += [settings.tls.cert_file, settings.tls.key_file]
+    paths += [settings.tls.cert_file, settings.tls.key_file, settings.edge.password_file]
     return [p for p in dict.fromkeys(paths) if p is not None]
 
 

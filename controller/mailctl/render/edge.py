@@ -43,8 +43,12 @@ def recipients(settings: Settings) -> str:
 
 
 def nexthop(settings: Settings) -> str:
-    host = settings.edge.mailbox_host
-    return f"{TRANSPORT}:[{host}]:{settings.edge.mailbox_port}"
+    return f"{TRANSPORT}:{login_key(settings)}"
+
+
+def login_key(settings: Settings) -> str:
+    """The mailbox node as smtp_sasl_password_maps looks it up: [host]:port."""
+    return f"[{settings.edge.mailbox_host}]:{settings.edge.mailbox_port}"
 
 
 def routes(settings: Settings, transport: str = TRANSPORT) -> str:
@@ -101,11 +105,14 @@ def verify_row(settings: Settings) -> tuple[str, ...]:
 
 
 def clients(settings: Settings) -> str:
-    return HEADER + "".join(f"{net}\tOK\n" for net in settings.edges)
+    """The edges' networks; with edge.username they must log in as well."""
+    action = "permit_sasl_authenticated" if settings.edge.username else "OK"
+    return HEADER + "".join(f"{net}\t{action}\n" for net in settings.edges)
 
 
-def port_options() -> list[tuple[str, str]]:
+def port_options(settings: Settings) -> list[tuple[str, str]]:
     """The mailbox node's edge port: edges only, local recipients only, no screening."""
+    login = "yes" if settings.edge.username else "no"
     return [
         ("syslog_name", "postfix/edge"),
         ("smtpd_client_restrictions", f"${CLIENT_CHECK}"),
@@ -113,5 +120,5 @@ def port_options() -> list[tuple[str, str]]:
         ("smtpd_sender_restrictions", "permit"),
         ("smtpd_recipient_restrictions", "reject_unauth_destination,reject_unlisted_recipient"),
         ("smtpd_data_restrictions", "reject_unauth_pipelining"),
-        ("smtpd_sasl_auth_enable", "no"),
+        ("smtpd_sasl_auth_enable", login),
     ]

@@ -303,7 +303,7 @@ def master_cf(settings: Settings) -> str:
         port = str(edge.EDGE_PORT)
         lines.append(_row((port, "inet", "n", "-", "y", "-", "-", cmd("smtp", "smtpd"))))
         # Constants of ours, no setting in them; one names a main.cf parameter ($).
-        lines += [f"  -o {key}={value}\n" for key, value in edge.port_options()]
+        lines += [f"  -o {key}={value}\n" for key, value in edge.port_options(settings)]
     if settings.is_edge:
         lines.append(_row(edge.transport_row(settings)))
         lines.append(_row(edge.verify_row(settings)))
@@ -345,10 +345,13 @@ RELAY_PASSWORDS = "relay_passwords"
 
 
 def relay_logins(settings: Settings) -> dict[str, str]:
-    """smtp_sasl_password_maps key -> login: the relayhost, then each sender's own."""
+    """smtp_sasl_password_maps key -> login: the relayhost, then each sender's own, and
+    an edge's at the mailbox node."""
     r = settings.relay
     logins = {r.host: r.username} if r.host and r.username else {}
     logins.update({k: v.username for k, v in r.senders.items() if v.username})
+    if settings.is_edge and settings.edge.username:
+        logins[edge.login_key(settings)] = settings.edge.username
     return logins
 
 
@@ -359,6 +362,8 @@ def relay_passwords(settings: Settings, secrets: Secrets) -> dict[str, File]:
         where = (
             "relay.password_file"
             if key == settings.relay.host
+            else "edge.password_file"
+            if settings.is_edge and key == edge.login_key(settings)
             else f"relay.senders.{key}.password_file"
         )
         if key not in secrets.relay_passwords:

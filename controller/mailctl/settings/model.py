@@ -485,6 +485,14 @@ class Edge(Group):
         default="encrypt",
         description="TLS to the mailbox node: required (encrypt) or when offered (may).",
     )
+    username: ConfValue | None = Field(
+        default=None,
+        description="Login of the edges at the mailbox node's edge port (one of its users); "
+        "the mailbox node then takes the edges' mail only with it, and only over TLS.",
+    )
+    password_file: FilePath | None = Field(
+        default=None, description="File holding that login's password (a secret)."
+    )
     recipients: Literal["verify", "settings"] = Field(
         default="verify",
         description="How an edge knows a recipient. verify: it asks the mailbox node "
@@ -683,6 +691,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"smtp.verbose: {', '.join(leaky)} offer AUTH; smtpd -v would write the "
                 "base64 of every password to the log, so verbose is refused there"
+            )
+        if (self.edge.username is None) != (self.edge.password_file is None):
+            raise ValueError("edge.username: give both username and password_file, or neither")
+        if self.edge.username is not None and ":" in self.edge.username:
+            raise ValueError("edge.username: a ':' would end the login in the password map")
+        if self.edge.username is not None and self.edge.tls != "encrypt":
+            raise ValueError(
+                "edge.tls: a login's password travels only over TLS; set it to encrypt"
             )
         if self.role == "edge" and self.edge.mailbox_host is None:
             raise ValueError("edge.mailbox_host: role edge passes mail on to it; give its name")
