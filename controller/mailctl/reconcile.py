@@ -190,7 +190,7 @@ class Controller:
         self.metrics.record_apply(True, self.status.seconds)
         self._applied_digest = digest
         self._secret_files = secrets.files(gathered.settings)
-        self._secret_digest = secrets.files_digest(self._secret_files)
+        self._secret_digest = inputs.contents_digest(self._secret_files)
         self._record(digest, None)
         self._dialup = gathered.settings.smtp.dialup
         self._queue_minfree = gathered.settings.smtp.message_size_limit * 3 // 2
@@ -465,7 +465,7 @@ class Controller:
 
     def secrets_changed(self) -> bool:
         return bool(self._secret_files) and (
-            secrets.files_digest(self._secret_files) != self._secret_digest
+            inputs.contents_digest(self._secret_files) != self._secret_digest
         )
 
     def run(self, debounce: float = 0.05, on_stop: Callable[[float], None] | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,9 +41,14 @@ class Inputs:
 def digest(layout: Layout, settings_file: Path | None = None) -> str:
     """What a change of means a new apply: the settings file, the user and alias stores,
     and the DKIM keys' states."""
-    h = hashlib.sha256()
     sources = (settings_file or layout.settings_file, layout.store, layout.alias_store)
-    for path in (*sources, dkim.state_file(layout)):
+    return contents_digest([*sources, dkim.state_file(layout)])
+
+
+def contents_digest(paths: Iterable[Path]) -> str:
+    """A digest of the files' contents, in order (one that cannot be read counts as such)."""
+    h = hashlib.sha256()
+    for path in paths:
         try:
             h.update(path.read_bytes())
         except OSError as exc:

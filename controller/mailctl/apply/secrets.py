@@ -206,16 +206,3 @@ def files(settings: Settings) -> list[Path]:
     paths += [v.password_file for v in settings.relay.senders.values()]
     paths += [settings.tls.cert_file, settings.tls.key_file, settings.edge.password_file]
     return [p for p in dict.fromkeys(paths) if p is not None]
-
-
-def files_digest(paths: list[Path]) -> str:
-    """A digest of those files' contents (a file that cannot be read counts as such)."""
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(str(path).encode() + b"\0")
-        try:
-            h.update(path.read_bytes())
-        except OSError as exc:
-            h.update(f"-{exc.__class__.__name__}".encode())
-        h.update(b"\0")
-    return h.hexdigest()
