@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -238,13 +239,18 @@ class Relay(Group):
 
     @model_validator(mode="after")
     def _complete(self) -> Relay:
-        if (self.username is None) != (self.password_file is None):
-            raise ValueError("relay: give both username and password_file, or neither")
+        check_login(self.username, self.password_file, "relay")
         if self.username is not None and self.host is None:
             raise ValueError("relay.username: a login needs relay.host")
-        if self.username is not None and ":" in self.username:
-            raise ValueError("relay.username: a ':' would end the login in smtp_sasl_password_maps")
         return self
+
+
+def check_login(username: str | None, password_file: Path | None, group: str) -> None:
+    """A login of Postfix's SMTP client (smtp_sasl_password_maps): both halves or none."""
+    if (username is None) != (password_file is None):
+        raise ValueError(f"{group}.username: give both username and password_file, or neither")
+    if username is not None and ":" in username:
+        raise ValueError(f"{group}.username: a ':' would end the login in smtp_sasl_password_maps")
 
 
 class Cyrus(Group):
@@ -510,6 +516,15 @@ class Edge(Group):
         "terminationGracePeriodSeconds) minus 10 s; what is left stays queued on the volume.",
     )
 
+    @model_validator(mode="after")
+    def _login(self) -> Edge:
+        check_login(self.username, self.password_file, "edge")
+        if self.username is not None and self.tls != "encrypt":
+            raise ValueError(
+                "edge.tls: a login's password travels only over TLS; set it to encrypt"
+            )
+        return self
+
 
 class Tls(Group):
     """The server certificate, FEATURES P16. Unset: a self-signed one is made and kept."""
@@ -691,14 +706,6 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"smtp.verbose: {', '.join(leaky)} offer AUTH; smtpd -v would write the "
                 "base64 of every password to the log, so verbose is refused there"
-            )
-        if (self.edge.username is None) != (self.edge.password_file is None):
-            raise ValueError("edge.username: give both username and password_file, or neither")
-        if self.edge.username is not None and ":" in self.edge.username:
-            raise ValueError("edge.username: a ':' would end the login in the password map")
-        if self.edge.username is not None and self.edge.tls != "encrypt":
-            raise ValueError(
-                "edge.tls: a login's password travels only over TLS; set it to encrypt"
             )
         if self.role == "edge" and self.edge.mailbox_host is None:
             raise ValueError("edge.mailbox_host: role edge passes mail on to it; give its name")
