@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 
-from mailctl.layout import LMTP_SOCKET, OPENDKIM_SOCKET, OPENDMARC_SOCKET, SASLAUTHD_MUX
+from mailctl.layout import LMTP_SOCKET, OPENDMARC_SOCKET, SASLAUTHD_MUX
 from mailctl.render import (
     cyrus,
     fetchmail,
@@ -68,29 +68,18 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
                 probes=(Probe("tcp", "127.0.0.1:10023"),),
             )
         )
-    signs = settings.dkim.enabled and not settings.is_edge
-    if signs:
-        specs.append(
-            DaemonSpec(
-                name="opendkim",
-                argv=("/usr/sbin/opendkim", "-f", "-x", f"{LIVE}/{opendkim.CONF}"),
-                reads=("opendkim/",),
-                # SIGUSR1: re-read the configuration and the key and signing tables.
-                reload=Reload("signal", signal=signal.SIGUSR1),
-                probes=(Probe("unix", OPENDKIM_SOCKET),),
-            )
+    specs += [
+        DaemonSpec(
+            name=name,
+            argv=("/usr/sbin/opendkim", "-f", "-x", f"{LIVE}/{conf}"),
+            reads=("opendkim/",),
+            # SIGUSR1: re-read the configuration and the key and signing tables.
+            reload=Reload("signal", signal=signal.SIGUSR1),
+            probes=(Probe("unix", socket),),
         )
-    if signs and settings.dkim.ed25519:
-        specs.append(
-            DaemonSpec(
-                name="opendkim-ed25519",
-                argv=("/usr/sbin/opendkim", "-f", "-x", f"{LIVE}/{opendkim.ED25519_CONF}"),
-                reads=("opendkim/",),
-                reload=Reload("signal", signal=signal.SIGUSR1),
-                probes=(Probe("unix", opendkim.ED25519_SOCKET),),
-            )
-        )
-    if settings.dmarc.enabled and not settings.is_edge:
+        for name, conf, socket, _ in opendkim.signers(settings)
+    ]
+    if opendmarc.active(settings):
         specs.append(
             DaemonSpec(
                 name="opendmarc",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailctl.layout import OPENDKIM_DIR, OPENDKIM_SOCKET
+from mailctl.layout import OPENDKIM_DIR, OPENDKIM_MILTER, OPENDKIM_SOCKET
 from mailctl.render.bundle import HEADER, LIVE, File, text
 from mailctl.render.facts import Facts
 from mailctl.settings import Settings
@@ -33,6 +33,22 @@ class SigningKey:
     selector: str
     key_path: str  # on the state volume, 0600, owned by opendkim
     algorithm: str = "rsa"  # or "ed25519": signed by the second instance (ED25519_CONF)
+
+
+def active(settings: Settings) -> bool:
+    """OpenDKIM runs: DKIM is on and this is no edge (an edge only passes mail in; the
+    mailbox node verifies it, and signs what leaves)."""
+    return settings.dkim.enabled and not settings.is_edge
+
+
+def signers(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(daemon, config file, socket, Postfix's milter address) of each running signer:
+    RSA, then Ed25519 with dkim.ed25519."""
+    if not active(settings):
+        return []
+    rsa = ("opendkim", CONF, OPENDKIM_SOCKET, OPENDKIM_MILTER)
+    ed = ("opendkim-ed25519", ED25519_CONF, ED25519_SOCKET, ED25519_MILTER)
+    return [rsa, *([ed] if settings.dkim.ed25519 else [])]
 
 
 def signed_domains(settings: Settings) -> list[str]:

@@ -68,6 +68,11 @@ def header_checks(settings: Settings) -> str:
     )
 
 
+def active(settings: Settings) -> bool:
+    """OpenDMARC runs: DMARC is on and this is no edge (the mailbox node evaluates)."""
+    return settings.dmarc.enabled and not settings.is_edge
+
+
 def files(settings: Settings) -> dict[str, File]:
     if not settings.dmarc.enabled:
         return {}

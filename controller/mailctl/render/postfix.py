@@ -7,7 +7,7 @@ validates in a staging directory (`postconf -c STAGE`) and runs live.
 from __future__ import annotations
 
 from mailctl.errors import RenderError
-from mailctl.layout import LMTP_SOCKET, OPENDKIM_MILTER
+from mailctl.layout import LMTP_SOCKET
 from mailctl.render import edge, opendkim, opendmarc, postscreen, spf, srs
 from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
@@ -33,14 +33,12 @@ def _with_srs(ref: str, table: str, on: bool) -> str:
 def _smtpd_milters(settings: Settings) -> list[str]:
     """OpenDKIM first: OpenDMARC reads its verdict. An edge runs neither: the mailbox
     node verifies and evaluates the mail it passes on (and signs what leaves)."""
-    dmarc = settings.dmarc.enabled and not settings.is_edge
-    return [*_signers(settings), *([opendmarc.MILTER] if dmarc else [])]
+    dmarc = [opendmarc.MILTER] if opendmarc.active(settings) else []
+    return [*_signers(settings), *dmarc]
 
 
 def _signers(settings: Settings) -> list[str]:
-    if not settings.dkim.enabled or settings.is_edge:
-        return []
-    return [OPENDKIM_MILTER, *([opendkim.ED25519_MILTER] if settings.dkim.ed25519 else [])]
+    return [milter for *_, milter in opendkim.signers(settings)]
 
 
 def _canonical(settings: Settings) -> bool:
@@ -133,9 +131,7 @@ def main_cf(settings: Settings) -> str:
         # DMARC marks (dmarc.policy quarantine, reject) on OpenDMARC's own header
         (
             "milter_header_checks",
-            f"pcre:{LIVE}/{opendmarc.HEADER_CHECKS}"
-            if settings.dmarc.enabled and not is_edge
-            else "",
+            f"pcre:{LIVE}/{opendmarc.HEADER_CHECKS}" if opendmarc.active(settings) else "",
         ),
         # SPF (policyd-spf): one per smtpd, kept for the session and beyond.
         *([(f"{spf.SERVICE}_time_limit", "3600")] if settings.spf.enabled else []),
