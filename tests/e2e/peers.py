@@ -82,6 +82,11 @@ def ensure_image(client: docker.DockerClient, *, force: bool = False) -> str:
     return str(image.id)
 
 
+def reversed_ip(ip: str) -> str:
+    """An IPv4 address as a DNS blocklist names it: 192.0.2.1 -> 1.2.0.192."""
+    return ".".join(reversed(ip.split(".")))
+
+
 # --------------------------------------------------------------------------- network
 
 

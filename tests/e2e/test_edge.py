@@ -13,24 +13,29 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import docker
 import pytest
 
 from tests.e2e import edge_nodes
-from tests.e2e.data import ALICE, BOB, SCREEN, base_settings
+from tests.e2e.data import ALICE, BOB, base_settings
 from tests.e2e.edge_nodes import Nodes
 from tests.e2e.util import wait_until
 
 STRANGER = "someone@sender.example"
 
 
-@pytest.fixture(scope="module")
-def nodes(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+def edge_settings(**extra: Any) -> dict[str, Any]:
+    """The e2e settings (postscreen with the quick greeting) without greylisting."""
     settings = base_settings()
     settings["greylisting"]["enabled"] = False
-    settings["postscreen"] = dict(SCREEN)
-    with edge_nodes.running(client, settings, tmp_path_factory.mktemp("edge")) as nodes:
+    return {**settings, **extra}
+
+
+@pytest.fixture(scope="module")
+def nodes(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    with edge_nodes.running(client, edge_settings(), tmp_path_factory.mktemp("edge")) as nodes:
         yield nodes
 
 
@@ -112,10 +117,7 @@ def login_nodes(
     client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Nodes]:
     """Edge and mailbox node where the edge logs in (as bob) at the edge port."""
-    settings = base_settings()
-    settings["greylisting"]["enabled"] = False
-    settings["postscreen"] = dict(SCREEN)
-    settings["edge"] = {"username": BOB[0], "password_file": "/config/bob.pw"}
+    settings = edge_settings(edge={"username": BOB[0], "password_file": "/config/bob.pw"})
     with edge_nodes.running(client, settings, tmp_path_factory.mktemp("edge-login")) as nodes:
         yield nodes
 

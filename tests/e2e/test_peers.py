@@ -38,10 +38,6 @@ BASE_RECORDS = [
 ]
 
 
-def reversed_ip(ip: str) -> str:
-    return ".".join(reversed(ip.split(".")))
-
-
 def base(**extra: Any) -> dict[str, Any]:
     hashed = crypt(PW)
     return {
@@ -74,7 +70,7 @@ def send(app: Appliance, login: tuple[str, str], to: str, subject: str) -> str:
 
 @pytest.fixture(scope="module")
 def dns(client: docker.DockerClient) -> Iterator[peers.Dns]:
-    gw = reversed_ip(bridge_gateway(client))
+    gw = peers.reversed_ip(bridge_gateway(client))
     with peers.running(
         client,
         peers.Dns,

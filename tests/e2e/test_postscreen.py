@@ -16,9 +16,10 @@ import docker
 import pytest
 
 from tests.e2e import peers
-from tests.e2e.appliance import Appliance, bridge_gateway, crypt
+from tests.e2e.appliance import Appliance, bridge_gateway
 from tests.e2e.data import ALICE
 from tests.e2e.fixtures import MakeAppliance
+from tests.e2e.outside import settings_for
 from tests.e2e.util import wait_until
 
 SENDER = "someone@cgnat.test"
@@ -30,17 +31,7 @@ RECORDS = [
 
 
 def screened(**postscreen: Any) -> dict[str, Any]:
-    return {
-        "hostname": "mail.example.com",
-        "domains": ["example.com"],
-        "users": [{"address": ALICE[0], "password_hash": crypt(ALICE[1])}],
-        "greylisting": {"enabled": False},
-        "postscreen": {"greet_wait": 2, **postscreen},
-    }
-
-
-def reversed_ip(ip: str) -> str:
-    return ".".join(reversed(ip.split(".")))
+    return settings_for(ALICE, postscreen={"greet_wait": 2, **postscreen})
 
 
 class Raw:
@@ -89,7 +80,7 @@ def session(app: Appliance, rcpt: str = ALICE[0]) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def dns(client: docker.DockerClient) -> Iterator[peers.Dns]:
-    gw = reversed_ip(bridge_gateway(client))
+    gw = peers.reversed_ip(bridge_gateway(client))
     with peers.running(
         client,
         peers.Dns,

@@ -18,9 +18,10 @@ import docker
 import pytest
 
 from tests.e2e import peers
-from tests.e2e.appliance import Appliance, bridge_gateway, crypt, message, tls_context
+from tests.e2e.appliance import Appliance, bridge_gateway, message, tls_context
 from tests.e2e.data import ALICE, SCREEN
 from tests.e2e.fixtures import MakeAppliance
+from tests.e2e.outside import settings_for
 from tests.e2e.util import wait_until
 
 SENDER = "someone@cgnat.test"
@@ -32,20 +33,12 @@ RECORDS = [
 
 
 def settings(**extra: Any) -> dict[str, Any]:
-    return {
-        "hostname": "mail.example.com",
-        "domains": ["example.com"],
-        "users": [{"address": ALICE[0], "password_hash": crypt(ALICE[1])}],
-        "greylisting": {"enabled": False},
-        "postscreen": dict(SCREEN),
-        "proxy_protocol": {"smtp": True, "submission": True},
-        **extra,
-    }
+    return settings_for(ALICE, proxy_protocol={"smtp": True, "submission": True}, **extra)
 
 
 @pytest.fixture(scope="module")
 def dns(client: docker.DockerClient) -> Iterator[peers.Dns]:
-    gw = ".".join(reversed(bridge_gateway(client).split(".")))
+    gw = peers.reversed_ip(bridge_gateway(client))
     records = [*RECORDS, f"A {gw}.bl.test 127.0.0.2", f"TXT {gw}.bl.test listed"]
     with peers.running(client, peers.Dns, records=records) as peer:
         yield peer

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from mailctl.render import Secrets
-from mailctl.render.postfix import relay_logins
+from mailctl.render.postfix import master_cf, relay_logins
 from mailctl.settings import Settings
 from mailctl.settings.loader import build_settings
 
@@ -290,6 +290,16 @@ def master_cf_services(text: str) -> dict[str, list[str]]:
     for line in postfix_logical_lines(text):
         fields = line.split()
         out[fields[0]] = fields[7:]
+    return out
+
+
+def master_rows(s: Settings) -> dict[tuple[str, str], list[str]]:
+    """(service, type) -> argv of the master.cf that `s` renders (smtp inet and smtp unix
+    apart, as master_cf_services cannot keep them)."""
+    out = {}
+    for line in postfix_logical_lines(master_cf(s)):
+        fields = line.split()
+        out[(fields[0], fields[1])] = fields[7:]
     return out
 
 

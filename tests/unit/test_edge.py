@@ -12,9 +12,9 @@ from mailctl.render import daemons, edge, opendkim, postfix, srs
 from tests.unit.factory import main_cf_params as params
 from tests.unit.factory import (
     master_options,
+    master_rows,
     parse_table,
     postfix_list,
-    postfix_logical_lines,
     secrets_for,
     settings,
 )
@@ -29,11 +29,7 @@ EDGE: dict[str, Any] = {
 
 
 def services(**extra: Any) -> dict[tuple[str, str], list[str]]:
-    out = {}
-    for line in postfix_logical_lines(postfix.master_cf(settings(**extra))):
-        fields = line.split()
-        out[(fields[0], fields[1])] = fields[7:]
-    return out
+    return master_rows(settings(**extra))
 
 
 def test_an_edge_asks_the_mailbox_node_about_recipients_by_default() -> None:

@@ -11,20 +11,15 @@ from mailctl.render import postfix, postscreen
 from tests.unit.factory import main_cf_params as params
 from tests.unit.factory import (
     master_options,
+    master_rows,
     parse_table,
     postfix_list,
-    postfix_logical_lines,
     settings,
 )
 
 
 def services(**extra: Any) -> dict[tuple[str, str], list[str]]:
-    """(service, type) -> argv of master.cf."""
-    out = {}
-    for line in postfix_logical_lines(postfix.master_cf(settings(**extra))):
-        fields = line.split()
-        out[(fields[0], fields[1])] = fields[7:]
-    return out
+    return master_rows(settings(**extra))
 
 
 def main(**extra: Any) -> dict[str, str]:

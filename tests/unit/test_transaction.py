@@ -315,10 +315,8 @@ def changed(
     return ctl, runner, clock
 
 
-def test_a_burst_of_events_causes_one_apply(
-    changed: tuple[Controller, FakeRunner, FakeClock],
-) -> None:
-    ctl, _, clock = changed
+def count_applies(ctl: Controller) -> list[bool]:
+    """The outcome of each apply the controller makes from now on, in order."""
     applied: list[bool] = []
     real = ctl.apply
 
@@ -327,6 +325,14 @@ def test_a_burst_of_events_causes_one_apply(
         return applied[-1]
 
     ctl.apply = counted  # type: ignore[method-assign]
+    return applied
+
+
+def test_a_burst_of_events_causes_one_apply(
+    changed: tuple[Controller, FakeRunner, FakeClock],
+) -> None:
+    ctl, _, clock = changed
+    applied = count_applies(ctl)
     for _ in range(20):
         ctl.settings_changed()
         clock.advance(0.01)
@@ -561,14 +567,7 @@ def test_a_changed_secret_file_is_applied_within_seconds(
     clock, runner = FakeClock(), FakeRunner()
     ctl = controller(layout, runner, clock)
     assert ctl.apply(first=True)
-    applied: list[bool] = []
-    real = ctl.apply
-
-    def counted(first: bool = False) -> bool:
-        applied.append(real(first))
-        return applied[-1]
-
-    ctl.apply = counted  # type: ignore[method-assign]
+    applied = count_applies(ctl)
     for _ in range(3):  # nothing changed: nothing applied
         clock.advance(6)
         ctl.tick()
