@@ -17,7 +17,7 @@ RUN apt-get update \
       postgrey \
       cyrus-imapd cyrus-pop3d \
       fetchmail \
-      opendkim opendmarc dbconfig-no-thanks postfix-policyd-spf-python postsrsd \
+      opendkim opendmarc dbconfig-no-thanks postfix-policyd-spf-python postsrsd python3-milter \
       tini openssl ca-certificates python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log \
  # Postfix's meta files leave /etc/postfix, which becomes a link into the live revision.
@@ -37,6 +37,9 @@ RUN apt-get update \
  # Cyrus reads the TLS key (group ssl-cert).
  && adduser postfix sasl && adduser postfix mail \
  && adduser postfix opendkim && adduser postfix opendmarc \
+ # mailctl.authres, the milter that folds the verdicts into one header, runs as its own user
+ && adduser --system --group --no-create-home --home /nonexistent authres \
+ && adduser postfix authres \
  && adduser cyrus ssl-cert \
  # saslpasswd2, saslauthd -a sasldb and the chroot copy all use /etc/sasldb2: on the users volume.
  && ln -sf /var/lib/mailctl/users/sasldb2 /etc/sasldb2

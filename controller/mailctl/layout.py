@@ -32,6 +32,10 @@ OPENDKIM_MILTER = "unix:opendkim/opendkim.sock"  # Postfix's: relative to the qu
 OPENDMARC_DIR = "/var/spool/postfix/opendmarc"
 OPENDMARC_SOCKET = f"{OPENDMARC_DIR}/opendmarc.sock"
 OPENDMARC_MILTER = "unix:opendmarc/opendmarc.sock"
+# mailctl.authres: folds the verdicts into one Authentication-Results (user authres)
+AUTHRES_DIR = "/var/spool/postfix/authres"
+AUTHRES_SOCKET = f"{AUTHRES_DIR}/authres.sock"
+AUTHRES_MILTER = "unix:authres/authres.sock"
 SRS_KEY_FILE = "/var/lib/mailctl/srs.secret"  # postsrsd's -s: made by apply.secrets
 CYRUS_ADMIN = "cyrus"
 CYRUS_ADMIN_SOCKET = f"{CYRUS_RUN}/socket/admin"

@@ -8,6 +8,7 @@ are under .example (tests.e2e.outside).
 
 from __future__ import annotations
 
+import email
 import re
 import smtplib
 from typing import Any
@@ -61,11 +62,14 @@ def send(app: Appliance, sender: str, n: int, extra: str = "") -> tuple[int, str
 
 
 def verdict(app: Appliance, mid: str) -> str:
-    """Our Authentication-Results with a dmarc= result, of the delivered message."""
+    """Our one Authentication-Results of the delivered message, unfolded: SPF's,
+    OpenDKIM's and OpenDMARC's verdicts, in that order."""
     headers = headers_of(app, ALICE, mid)
-    ours = re.findall(r"^Authentication-Results: mail\.example\.com;[^\n]*dmarc=\w+", headers, re.M)
-    assert len(ours) == 1, headers
-    return str(ours[0])
+    results = email.message_from_string(headers).get_all("Authentication-Results") or []
+    assert len(results) == 1, headers
+    ours = " ".join(str(results[0]).split())
+    assert re.fullmatch(r"mail\.example\.com; spf=\w+ .*; dkim=.*; dmarc=\w+ .*", ours), ours
+    return ours
 
 
 def held(app: Appliance, sender: str) -> str:
@@ -98,9 +102,17 @@ def test_dmarc_pass_and_fail_under_each_policy(
     publish(auth_dns, remote_mta, records(bridge_gateway(client)))
     app = make_appliance(settings(policy), dns=[auth_dns.ip])
 
-    code, _, mid = send(app, "a@good.example", 1)
+    # a client's own claims at the top of its headers are not folded in as ours
+    forged = (
+        f"Received-SPF: Pass (mailfrom) identity=mailfrom; client-ip={bridge_gateway(client)}; "
+        "envelope-from=x@forged.example\r\n"
+        "Authentication-Results: mail.example.com; dkim=pass header.d=forged.example\r\n"
+    )
+    code, _, mid = send(app, "a@good.example", 1, forged)
     assert code == 250
-    assert "dmarc=pass" in verdict(app, mid)
+    ours = verdict(app, mid)
+    assert "spf=pass smtp.mailfrom=a@good.example;" in ours and "dmarc=pass" in ours, ours
+    assert "forged" not in ours, ours
 
     code, reply, mid = send(app, "a@bad.example", 2)  # the domain asks for reject
     if policy == "reject":
@@ -108,6 +120,7 @@ def test_dmarc_pass_and_fail_under_each_policy(
     else:
         assert code == 250, reply
     if policy == "none":
+        assert "spf=softfail smtp.mailfrom=a@bad.example;" in verdict(app, mid)
         assert "dmarc=fail" in verdict(app, mid)
     elif policy == "quarantine":
         held(app, "a@bad.example")

@@ -84,6 +84,7 @@ ROLES: dict[str, Callable[[str], bool]] = {
     "postgrey": lambda c: "postgrey" in c and "--inet" in c,
     "opendkim": lambda c: c.startswith("/usr/sbin/opendkim"),
     "opendmarc": lambda c: c.startswith("/usr/sbin/opendmarc"),
+    "authres": lambda c: c.startswith("/usr/bin/python3 -I ") and "/mailctl/authres.py" in c,
     "controller": lambda c: c.startswith("/opt/mailctl/bin/python3 /opt/mailctl/bin/mailctl run"),
 }
 

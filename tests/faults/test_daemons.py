@@ -52,6 +52,8 @@ VICTIMS = {
     "opendkim": Victim("opendkim", "opendkim", submission=True),
     # The DMARC evaluator on port 25: its death lets mail through unevaluated.
     "opendmarc": Victim("opendmarc", "opendmarc"),
+    # The fold of the verdicts, last on port 25: its death leaves them unfolded.
+    "authres": Victim("authres", "authres"),
 }
 
 

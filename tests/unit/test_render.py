@@ -13,6 +13,7 @@ import yaml
 
 from mailctl.errors import RenderError
 from mailctl.render import Bundle, Secrets, postfix, postfix_maps, render
+from mailctl.render.bundle import LIVE
 from mailctl.render.fetchmail import RC
 from mailctl.settings import Settings
 from mailctl.settings.loader import build_settings, load_settings
@@ -379,6 +380,7 @@ def test_daemons_start_in_dependency_order() -> None:
         "postgrey",
         "opendkim",
         "opendmarc",
+        "authres",
         "postfix",
         "fetchmail",
     ]
@@ -575,9 +577,11 @@ def test_dmarc_policy_reaches_opendmarc_and_the_mark(
     assert f"RejectFailures {reject}\n" in conf
     assert "AuthservID mail.example.com\n" in conf and "SPFSelfValidate true\n" in conf
     params = main_cf_params(main_cf(b))
-    # OpenDKIM first (OpenDMARC reads its verdict); a failing OpenDMARC accepts mail
+    # OpenDKIM first (OpenDMARC reads its verdict), authres last (it folds them); a
+    # failing OpenDMARC or authres accepts mail
     assert " ".join(params["smtpd_milters"].split()) == (
         "unix:opendkim/opendkim.sock, { unix:opendmarc/opendmarc.sock, default_action=accept }"
+        ", { unix:authres/authres.sock, default_action=accept }"
     )
     assert params["non_smtpd_milters"] == "unix:opendkim/opendkim.sock"
     checks = b.files["postfix/milter_header_checks.pcre"].content.decode()
@@ -596,7 +600,48 @@ def test_dmarc_policy_reaches_opendmarc_and_the_mark(
 def test_dmarc_off() -> None:
     b = bundle_of(settings(dmarc={"enabled": False}))
     assert "opendmarc" not in {d.name for d in b.daemons}
-    assert main_cf_params(main_cf(b))["smtpd_milters"] == "unix:opendkim/opendkim.sock"
+    assert " ".join(main_cf_params(main_cf(b))["smtpd_milters"].split()) == (
+        "unix:opendkim/opendkim.sock, { unix:authres/authres.sock, default_action=accept }"
+    )
+
+
+@pytest.mark.parametrize(
+    ("dkim", "dmarc", "trusted"),
+    [
+        (True, True, "unix:opendkim/opendkim.sock"),
+        (False, True, "DISABLE"),
+        (True, False, "unix:opendkim/opendkim.sock"),
+    ],
+)
+def test_trusted_clients_meet_the_signers_only(dkim: bool, dmarc: bool, trusted: str) -> None:
+    b = bundle_of(
+        settings(dkim={"enabled": dkim}, dmarc={"enabled": dmarc}, networks=["10.1.0.0/16"])
+    )
+    assert "authres" in {d.name for d in b.daemons}
+    params = main_cf_params(main_cf(b))
+    assert params["smtpd_milter_maps"] == f"cidr:{LIVE}/postfix/trusted_milters.cidr"
+    table = b.files["postfix/trusted_milters.cidr"].content.decode()
+    rows = [line.split(None, 1) for line in table.splitlines() if line and line[0] != "#"]
+    assert rows == [[n, trusted] for n in ("127.0.0.0/8", "::1/128", "10.1.0.0/16")]
+
+
+def test_no_verdicts_no_fold() -> None:
+    b = bundle_of(settings(dkim={"enabled": False}, dmarc={"enabled": False}))
+    assert "authres" not in {d.name for d in b.daemons}
+    params = main_cf_params(main_cf(b))
+    assert params["smtpd_milters"] == params["smtpd_milter_maps"] == ""
+    assert "postfix/trusted_milters.cidr" not in b.files
+
+
+def test_authres_runs_as_its_own_user_for_our_hostname() -> None:
+    spec = bundle_of(settings()).daemon("authres")
+    assert spec.argv[:2] == ("/usr/bin/python3", "-I")
+    assert spec.argv[2].endswith("/mailctl/authres.py")
+    assert spec.argv[3:] == (
+        "unix:/var/spool/postfix/authres/authres.sock",
+        "mail.example.com",
+        "authres",
+    )
 
 
 def test_ed25519_signs_in_a_second_opendkim_after_the_rsa_one() -> None:

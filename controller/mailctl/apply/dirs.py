@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mailctl.apply import proc
 from mailctl.layout import (
+    AUTHRES_DIR,
     CYRUS_CONFIGDIR,
     CYRUS_RUN,
     CYRUS_SPOOL,
@@ -43,6 +44,7 @@ DIRS: tuple[tuple[str, str, str, int], ...] = (
     (OPENDKIM_DIR, "opendkim", "postfix", 0o750),
     ("/run/opendmarc", "opendmarc", "opendmarc", 0o755),
     (OPENDMARC_DIR, "opendmarc", "postfix", 0o750),
+    (AUTHRES_DIR, "authres", "postfix", 0o750),
     (FETCHMAIL_RUN, "fetchmail", "nogroup", 0o755),
     ("/var/lib/postfix", "postfix", "postfix", 0o700),
     ("/var/spool/postfix/etc", "root", "root", 0o755),

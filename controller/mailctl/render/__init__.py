@@ -9,6 +9,7 @@ import signal
 
 from mailctl.layout import LMTP_SOCKET, OPENDMARC_SOCKET, SASLAUTHD_MUX
 from mailctl.render import (
+    authres,
     cyrus,
     fetchmail,
     opendkim,
@@ -89,6 +90,8 @@ def daemons(settings: Settings) -> tuple[DaemonSpec, ...]:
                 probes=(Probe("unix", OPENDMARC_SOCKET),),
             )
         )
+    if authres.active(settings):
+        specs.append(authres.daemon(settings))
     if srs.active(settings):
         specs.append(srs.daemon(settings))
     specs.append(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mailctl.errors import RenderError
 from mailctl.layout import LMTP_SOCKET
-from mailctl.render import edge, opendkim, opendmarc, postscreen, spf, srs
+from mailctl.render import authres, edge, opendkim, opendmarc, postscreen, spf, srs
 from mailctl.render import postfix_maps as pm
 from mailctl.render import quoting as q
 from mailctl.render.bundle import HEADER, LIVE, File, text
@@ -31,10 +31,24 @@ def _with_srs(ref: str, table: str, on: bool) -> str:
 
 
 def _smtpd_milters(settings: Settings) -> list[str]:
-    """OpenDKIM first: OpenDMARC reads its verdict. An edge runs neither: the mailbox
-    node verifies and evaluates the mail it passes on (and signs what leaves)."""
+    """OpenDKIM first: OpenDMARC reads its verdict; authres last, to fold the verdicts
+    into one header. An edge runs none: the mailbox node verifies and evaluates the
+    mail it passes on (and signs what leaves)."""
     dmarc = [opendmarc.MILTER] if opendmarc.active(settings) else []
-    return [*_signers(settings), *dmarc]
+    fold = [authres.MILTER] if authres.active(settings) else []
+    return [*_signers(settings), *dmarc, *fold]
+
+
+MILTER_MAP = "postfix/trusted_milters.cidr"
+
+
+def trusted_milters(settings: Settings) -> str:
+    """smtpd_milter_maps: trusted clients (loopback, `networks`) meet the signers only.
+    Nothing of theirs is verified or evaluated (OpenDKIM signs for them, OpenDMARC
+    ignores them), so the other milters would only cost each message round trips."""
+    milters = " ".join(_signers(settings)) or "DISABLE"
+    nets = opendkim.internal_hosts(settings)  # validated networks: no space, no newline
+    return HEADER + "".join(f"{net} {milters}\n" for net in nets)
 
 
 def _signers(settings: Settings) -> list[str]:
@@ -126,6 +140,10 @@ def main_cf(settings: Settings) -> str:
         # DKIM (opendkim): signs submission and trusted networks, verifies the rest.
         # Verification fails open on port 25; submission overrides it to tempfail.
         ("smtpd_milters", ", ".join(_smtpd_milters(settings))),
+        (
+            "smtpd_milter_maps",
+            f"cidr:{LIVE}/{MILTER_MAP}" if _smtpd_milters(settings) != _signers(settings) else "",
+        ),
         ("non_smtpd_milters", ", ".join(_signers(settings))),
         ("milter_default_action", "accept"),
         # DMARC marks (dmarc.policy quarantine, reject) on OpenDMARC's own header
@@ -399,6 +417,8 @@ def files(settings: Settings, facts: Facts | None = None) -> dict[str, File]:
         out[f"postfix/{edge.STATUS_FILTER}"] = text(edge.status_filter())
     if settings.edges:
         out[f"postfix/{edge.CLIENTS}"] = text(edge.clients(settings))
+    if _smtpd_milters(settings) != _signers(settings):
+        out[MILTER_MAP] = text(trusted_milters(settings))
     return out
 
 

@@ -123,6 +123,8 @@ _SETTING_OF = {
     # Made from rbl.whitelist and access.clients; a network there is checked already.
     "postscreen_access.cidr": "rbl.whitelist",
     "edges.cidr": "edges",
+    # Which milters trusted clients meet (render.postfix.trusted_milters)
+    "trusted_milters.cidr": "networks",
     **{f"{stage}_access.{kind}": "access.patterns" for stage in STAGES for kind in PATTERN_TYPES},
     # Written by render.postfix: the alias map, the mailbox list, the relay logins.
     "virtual": "aliases",
