@@ -25,6 +25,7 @@ from tests.unit.factory import (
     main_cf_params,
     master_cf_services,
     master_options,
+    master_rows,
     parse_main_cf,
     parse_table,
     postfix_list,
@@ -623,6 +624,18 @@ def test_trusted_clients_meet_the_signers_only(dkim: bool, dmarc: bool, trusted:
     table = b.files["postfix/trusted_milters.cidr"].content.decode()
     rows = [line.split(None, 1) for line in table.splitlines() if line and line[0] != "#"]
     assert rows == [[n, trusted] for n in ("127.0.0.0/8", "::1/128", "10.1.0.0/16")]
+
+
+@pytest.mark.parametrize("ed25519", [False, True])
+def test_submission_meets_the_signers_only(ed25519: bool) -> None:
+    s = settings(dkim={"ed25519": ed25519}, proxy_protocol={"submission": True})
+    params = main_cf_params(main_cf(bundle_of(s)))
+    signers = ["unix:opendkim/opendkim.sock", *(["unix:opendkim/ed25519.sock"] if ed25519 else [])]
+    assert postfix_list(params["mailctl_signers"]) == signers
+    rows = master_rows(s)
+    for port in ("submission", "smtps", "10587", "10465"):
+        assert master_options(rows[(port, "inet")])["smtpd_milters"] == "$mailctl_signers", port
+    assert "smtpd_milters" not in master_options(rows[("smtpd", "pass")])  # port 25: all of them
 
 
 def test_no_verdicts_no_fold() -> None:

@@ -40,6 +40,9 @@ def _smtpd_milters(settings: Settings) -> list[str]:
 
 
 MILTER_MAP = "postfix/trusted_milters.cidr"
+# main.cf's list of the signers, for master.cf's submission services: a list of two
+# has a blank, which no `-o name=value` can hold.
+SIGNERS_PARAM = "mailctl_signers"
 
 
 def trusted_milters(settings: Settings) -> str:
@@ -145,6 +148,8 @@ def main_cf(settings: Settings) -> str:
             f"cidr:{LIVE}/{MILTER_MAP}" if _smtpd_milters(settings) != _signers(settings) else "",
         ),
         ("non_smtpd_milters", ", ".join(_signers(settings))),
+        # Submission's: logged-in users' mail is signed, not verified or evaluated.
+        (SIGNERS_PARAM, ", ".join(_signers(settings))),
         ("milter_default_action", "accept"),
         # DMARC marks (dmarc.policy quarantine, reject) on OpenDMARC's own header
         (
@@ -313,6 +318,7 @@ def master_cf(settings: Settings) -> str:
         options = [("syslog_name", f"postfix/{name}"), *submission[name], *extra, *auth_only]
         for key, value in options:
             lines.append(f"  {q.master_option(key, value, f'master.cf {listener}')}\n")
+        lines.append(f"  -o smtpd_milters=${SIGNERS_PARAM}\n")  # a constant of ours
     if settings.edges:
         port = str(edge.EDGE_PORT)
         lines.append(_row((port, "inet", "n", "-", "y", "-", "-", cmd("smtp", "smtpd"))))
