@@ -117,6 +117,20 @@ def test_the_mailbox_node_opens_its_edge_port_for_the_edges_only() -> None:
     assert ("10025", "inet") not in services()
 
 
+@pytest.mark.parametrize("host", ["a b", "999.1.1.1", "mailbox.example.", "x" * 300, "a$b"])
+def test_a_bad_mailbox_host_is_refused_in_one_plain_sentence(host: str) -> None:
+    with pytest.raises(SettingsError) as exc:
+        settings(role="edge", edge={"mailbox_host": host})
+    assert str(exc.value).endswith(
+        f"setting 'edge.mailbox_host': {host!r} is neither a host name nor an IPv4 address"
+    )
+
+
+@pytest.mark.parametrize(("host", "kept"), [("10.0.0.5", "10.0.0.5"), (" Mailbox ", "mailbox")])
+def test_a_mailbox_host_is_an_ipv4_address_or_a_name(host: str, kept: str) -> None:
+    assert settings(role="edge", edge={"mailbox_host": host}).edge.mailbox_host == kept
+
+
 @pytest.mark.parametrize(
     ("extra", "named"),
     [

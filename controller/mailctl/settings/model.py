@@ -476,13 +476,11 @@ class Edge(Group):
     DMARC, aliases and SRS happen on the mailbox node. On stop it drains: it takes no
     new mail, flushes its queue and waits (up to `drain_timeout`) until it is empty."""
 
-    mailbox_host: ipaddress.IPv4Address | Annotated[str, AfterValidator(names.domain)] | None = (
-        Field(
-            default=None,
-            description="The mailbox node, for role: edge: a name its resolver knows (a compose "
-            "service; on Kubernetes the full name, e.g. mailserver-0.mailserver-pods.mail.svc."
-            "cluster.local: Postfix does not use the resolver's search list) or an IPv4 address.",
-        )
+    mailbox_host: Annotated[str, AfterValidator(names.host_or_ipv4)] | None = Field(
+        default=None,
+        description="The mailbox node, for role: edge: a name its resolver knows (a compose "
+        "service; on Kubernetes the full name, e.g. mailserver-0.mailserver-pods.mail.svc."
+        "cluster.local: Postfix does not use the resolver's search list) or an IPv4 address.",
     )
     mailbox_port: int = Field(
         default=10025, ge=1, le=65535, description="Its edge port (the mailbox's `edges`)."

@@ -36,6 +36,19 @@ def domain(value: str) -> str:
     return text
 
 
+def host_or_ipv4(value: str) -> str:
+    """A host name or an IPv4 address, the two things Postfix's [host]:port takes."""
+    text = value.strip()
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        pass
+    try:
+        return domain(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is neither a host name nor an IPv4 address") from None
+
+
 def hostname(value: str) -> str:
     """A fully qualified host name (at least two labels)."""
     text = domain(value)
