@@ -638,6 +638,21 @@ def test_submission_meets_the_signers_only(ed25519: bool) -> None:
     assert "smtpd_milters" not in master_options(rows[("smtpd", "pass")])  # port 25: all of them
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"role": "edge", "edge": {"mailbox_host": "mailbox"}}, {"edges": ["10.89.0.0/24"]}],
+)
+def test_every_parameter_of_ours_is_used(extra: dict[str, Any]) -> None:
+    """postconf warns of an unused main.cf parameter, and validation refuses a warning:
+    each mailctl_* parameter must be named in main.cf or master.cf."""
+    s = settings(**extra)
+    main, master = postfix.main_cf(s), postfix.master_cf(s)
+    ours = [name for name in main_cf_params(main) if name.startswith("mailctl_")]
+    assert ours or extra.get("role") == "edge"
+    for name in ours:
+        assert re.search(rf"\$\{{?{name}\b", main + master), name
+
+
 def test_no_verdicts_no_fold() -> None:
     b = bundle_of(settings(dkim={"enabled": False}, dmarc={"enabled": False}))
     assert "authres" not in {d.name for d in b.daemons}

@@ -148,8 +148,9 @@ def main_cf(settings: Settings) -> str:
             f"cidr:{LIVE}/{MILTER_MAP}" if _smtpd_milters(settings) != _signers(settings) else "",
         ),
         ("non_smtpd_milters", ", ".join(_signers(settings))),
-        # Submission's: logged-in users' mail is signed, not verified or evaluated.
-        (SIGNERS_PARAM, ", ".join(_signers(settings))),
+        # Submission's: logged-in users' mail is signed, not verified or evaluated. Only
+        # where master.cf has submission (no edge): postconf warns of an unused parameter.
+        *([] if is_edge else [(SIGNERS_PARAM, ", ".join(_signers(settings)))]),
         ("milter_default_action", "accept"),
         # DMARC marks (dmarc.policy quarantine, reject) on OpenDMARC's own header
         (
