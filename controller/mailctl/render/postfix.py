@@ -45,6 +45,11 @@ MILTER_MAP = "postfix/trusted_milters.cidr"
 SIGNERS_PARAM = "mailctl_signers"
 
 
+def _milter_map(settings: Settings) -> bool:
+    """Trusted clients need a milter list of their own: port 25 has more than signers."""
+    return _smtpd_milters(settings) != _signers(settings)
+
+
 def trusted_milters(settings: Settings) -> str:
     """smtpd_milter_maps: trusted clients (loopback, `networks`) meet the signers only.
     Nothing of theirs is verified or evaluated (OpenDKIM signs for them, OpenDMARC
@@ -145,7 +150,7 @@ def main_cf(settings: Settings) -> str:
         ("smtpd_milters", ", ".join(_smtpd_milters(settings))),
         (
             "smtpd_milter_maps",
-            f"cidr:{LIVE}/{MILTER_MAP}" if _smtpd_milters(settings) != _signers(settings) else "",
+            f"cidr:{LIVE}/{MILTER_MAP}" if _milter_map(settings) else "",
         ),
         ("non_smtpd_milters", ", ".join(_signers(settings))),
         # Submission's: logged-in users' mail is signed, not verified or evaluated. Only
@@ -424,7 +429,7 @@ def files(settings: Settings, facts: Facts | None = None) -> dict[str, File]:
         out[f"postfix/{edge.STATUS_FILTER}"] = text(edge.status_filter())
     if settings.edges:
         out[f"postfix/{edge.CLIENTS}"] = text(edge.clients(settings))
-    if _smtpd_milters(settings) != _signers(settings):
+    if _milter_map(settings):
         out[MILTER_MAP] = text(trusted_milters(settings))
     return out
 
