@@ -156,8 +156,9 @@ def main(argv: list[str]) -> int:  # pragma: no cover - needs libmilter; e2e cov
             self.headers: list[tuple[str, str]] = []
             self.client = ""
 
-        def connect(self, _name: str, _family: int, hostaddr: tuple[str, ...] | None) -> int:
-            self.client = str(hostaddr[0]) if hostaddr else ""
+        def connect(self, _name: str, _family: int, hostaddr: object) -> int:
+            # (address, port, ...) for IPv4 and IPv6; anything else names no client
+            self.client = str(hostaddr[0]) if isinstance(hostaddr, tuple) and hostaddr else ""
             return int(Milter.CONTINUE)
 
         def envfrom(self, *_: str) -> int:
