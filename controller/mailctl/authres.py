@@ -9,10 +9,11 @@ This milter comes after them on port 25 and folds our verdicts into one header:
         dkim=pass (2048-bit key; unprotected) header.d=example.org ...;
         dmarc=pass (p=reject dis=none) header.from=example.org
 
-Received-SPF stays as it is. Only the headers above Postfix's own Received
-header count as ours: everything the client sent lies below that one. A header
-further down that claims our hostname is the client's, and is left alone
-(OpenDKIM already removes those: RemoveARFrom).
+Received-SPF stays as it is. Postfix shows milters no Received header of its
+own, so ours are told by place and content: the run at the very top of what the
+earlier milters and policyd-spf put there (see `merge`). A header below that run
+which claims our hostname is the client's, and is left alone (OpenDKIM already
+removes those: RemoveARFrom).
 
 The merge is pure, with nothing but the standard library, so the unit tests run
 it. The milter around it runs under Debian's python3 with python3-milter
