@@ -42,8 +42,8 @@ def recipients(settings: Settings) -> str:
     return HEADER + "".join(lines)
 
 
-def nexthop(settings: Settings) -> str:
-    return f"{TRANSPORT}:{login_key(settings)}"
+def nexthop(settings: Settings, transport: str = TRANSPORT) -> str:
+    return f"{transport}:{login_key(settings)}"
 
 
 def login_key(settings: Settings) -> str:
@@ -52,7 +52,7 @@ def login_key(settings: Settings) -> str:
 
 
 def routes(settings: Settings, transport: str = TRANSPORT) -> str:
-    hop = nexthop(settings).replace(f"{TRANSPORT}:", f"{transport}:", 1)
+    hop = nexthop(settings, transport)
     domains = [*settings.domains, *settings.alias_domains]
     lines = [q.map_line(d, hop, "domains") + "\n" for d in dict.fromkeys(domains)]
     return HEADER + "".join(lines)
