@@ -33,6 +33,13 @@ def edge_settings(**extra: Any) -> dict[str, Any]:
     return {**settings, **extra}
 
 
+def delivered_through(nodes: Nodes, subject: str) -> None:
+    """A stranger's message to alice, taken by the edge (250) and delivered to her."""
+    mid, code, reply = nodes.edge.send(STRANGER, ALICE[0], subject=subject)
+    assert code == 250, reply
+    nodes.mailbox.wait_delivered(*ALICE, mid)
+
+
 @pytest.fixture(scope="module")
 def nodes(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     with edge_nodes.running(client, edge_settings(), tmp_path_factory.mktemp("edge")) as nodes:
@@ -40,9 +47,7 @@ def nodes(client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory)
 
 
 def test_mail_through_the_edge_reaches_the_mailbox(nodes: Nodes) -> None:
-    mid, code, reply = nodes.edge.send(STRANGER, ALICE[0], subject="through the edge")
-    assert code == 250, reply
-    nodes.mailbox.wait_delivered(*ALICE, mid)
+    delivered_through(nodes, "through the edge")
     logs = nodes.edge.logs()
     assert "postfix/mailbox/smtp" in logs and "status=sent" in logs
     # TLS on the way in: the mailbox node's edge port logged the edge's STARTTLS
@@ -123,9 +128,7 @@ def login_nodes(
 
 
 def test_an_edge_with_a_login_uses_it_at_the_mailbox_node(login_nodes: Nodes) -> None:
-    mid, code, reply = login_nodes.edge.send(STRANGER, ALICE[0], subject="logged in")
-    assert code == 250, reply
-    login_nodes.mailbox.wait_delivered(*ALICE, mid)
+    delivered_through(login_nodes, "logged in")
     logs = login_nodes.mailbox.logs()
     assert re.search(r"postfix/edge/smtpd\[\d+\]: \S+: client=\S+, sasl_method=\w+, "
                      rf"sasl_username={re.escape(BOB[0])}", logs), logs[-3000:]  # fmt: skip
